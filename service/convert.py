@@ -1,0 +1,58 @@
+"""The one cattrs converter of the project: records and events to JSON-ready dicts and back.
+
+Datetimes travel as ISO 8601 strings with their UTC offset; enums as their values; tuples as lists.
+`encode` and `decode` give the WAL payload bytes for a record and its frame type code.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import cattrs
+
+from service.records import RECORD_TYPES, TYPE_CLASSES, Record
+
+_converter = cattrs.Converter(forbid_extra_keys=False)
+
+
+def _dt_to_str(value: datetime) -> str:
+    if value.tzinfo is None:  # a naive time is a bug upstream; refuse to guess its zone
+        raise ValueError(f"naive datetime {value!r}: every time in the log must carry its UTC offset")
+    return value.astimezone(UTC).isoformat()
+
+
+def _str_to_dt(value: Any, _type: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"time without offset in the log: {value!r}")
+    return parsed
+
+
+_converter.register_unstructure_hook(datetime, _dt_to_str)
+_converter.register_structure_hook(datetime, _str_to_dt)
+
+
+def unstructure(obj: Any) -> Any:
+    return _converter.unstructure(obj)
+
+
+def structure(data: Any, cls: type[Any]) -> Any:
+    return _converter.structure(data, cls)
+
+
+def encode(record: Record) -> tuple[int, bytes]:
+    """A record's WAL type code and JSON payload (compact, UTF-8, keys in field order)."""
+    code = RECORD_TYPES[type(record)]
+    payload = json.dumps(_converter.unstructure(record), ensure_ascii=False, separators=(",", ":"))
+    return code, payload.encode("utf-8")
+
+
+def decode(type_code: int, payload: bytes) -> Record:
+    """The record for a WAL frame's type code and payload. Raises KeyError for an unknown type code."""
+    cls = TYPE_CLASSES[type_code]
+    result: Record = _converter.structure(json.loads(payload), cls)
+    return result
