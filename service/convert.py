@@ -7,6 +7,7 @@ Datetimes travel as ISO 8601 strings with their UTC offset; enums as their value
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,15 @@ def _str_to_dt(value: Any, _type: Any) -> datetime:
 
 _converter.register_unstructure_hook(datetime, _dt_to_str)
 _converter.register_structure_hook(datetime, _str_to_dt)
+
+
+def register_value_type(
+    cls: type[Any], structure_hook: Callable[[Any, Any], Any], unstructure_hook: Callable[[Any], Any]
+) -> None:
+    """Teach the one converter a value type owned by another module (service.config's `Secret`): that
+    module keeps its type, and this module need not import it (which would make an import cycle)."""
+    _converter.register_structure_hook(cls, structure_hook)
+    _converter.register_unstructure_hook(cls, unstructure_hook)
 
 
 def unstructure(obj: Any) -> Any:
