@@ -30,7 +30,7 @@ from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup, 
 from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.metrics import Gauge, Registry
 
-DEFAULT_PORT = 9321  # also the Dockerfile HEALTHCHECK's default (INVITE_LEDGER_HEALTH_PORT)
+DEFAULT_PORT = 9464  # as config.HttpConfig.port and the Dockerfile HEALTHCHECK (INVITE_LEDGER_HTTP_PORT)
 
 RECOVERY = "recovery"
 DISCORD = "discord"
