@@ -6,7 +6,7 @@ and HEAD only, no request body, a capped header size, a read timeout and a cappe
 The parser is a pure function (bytes in, request or error out), as the rest of the project's protocol code.
 
     readiness = Readiness(gauge=metrics.ready)
-    server = HealthServer(readiness, metrics.registry, port=config.health_port)
+    server = HealthServer(readiness, metrics.registry, port=config.http.port)  # if config.http.enabled
     port = await task_group.start(server.run)     # returns once listening; port 0 picks a free one
     ...
     readiness.mark_ready(RECOVERY)                # after start-up recovery
