@@ -108,7 +108,10 @@ def test_racing_writers_one_wins_and_nothing_is_overwritten(target: Target) -> N
         results: dict[bytes, bool] = {}
 
         def put(
-            data: bytes, name: str = name, barrier: threading.Barrier = barrier, results: dict = results
+            data: bytes,
+            name: str = name,
+            barrier: threading.Barrier = barrier,
+            results: dict[bytes, bool] = results,
         ) -> None:
             barrier.wait()
             results[data] = target.put_if_absent(name, data, sha(data))

@@ -246,5 +246,5 @@ def test_config_check_reports_errors(tmp_path: Path) -> None:
 def test_config_is_a_frozen_attrs_value() -> None:
     config = Config()
     with pytest.raises(AttributeError):
-        config.storage = None  # type: ignore[misc]
+        config.storage = None  # type: ignore[misc, assignment]
     assert os.fspath(config.wal_dir).endswith("wal")
