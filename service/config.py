@@ -81,11 +81,19 @@ def option(
     fallback_env: tuple[str, ...] = (),
     example: str | None = None,
     validator: Callable[[Any, Any, Any], None] | None = None,
+    snowflake: bool = False,
 ) -> Any:
     """A documented option. `env` names extra override variables (besides INVITE_LEDGER_{SECTION}_{KEY});
     `fallback_env` names variables used only when the file leaves the option unset; `example` is the TOML
-    value shown, commented out, in the example file for options without a default."""
-    metadata = {"doc": doc, "env": env, "fallback_env": fallback_env, "example": example}
+    value shown, commented out, in the example file for options without a default. A `snowflake` (a
+    Discord id, kept as a string like every id in the log) may also be written as a TOML integer."""
+    metadata = {
+        "doc": doc,
+        "env": env,
+        "fallback_env": fallback_env,
+        "example": example,
+        "snowflake": snowflake,
+    }
     return attrs.field(default=default, validator=validator, metadata=metadata)
 
 
@@ -109,8 +117,9 @@ class DiscordConfig:
     )
     join_log_channel_id: str | None = option(
         None,
-        "Channel that receives one message per join (a snowflake, in quotes); unset: none.",
+        "Channel that receives one message per join (a snowflake); unset: none.",
         example='"123456789012345678"',
+        snowflake=True,
     )
     young_account_days: int = option(
         7, "Accounts younger than this many days get the young_account flag.", validator=_at_least(0)
@@ -462,7 +471,7 @@ def _from_env(annotation: Any, text: str) -> Any:
 
 
 def _check_table(cls: type[Any], table: Any, prefix: str, sources: Mapping[str, str]) -> None:
-    if not isinstance(table, Mapping):
+    if not isinstance(table, dict):  # a TOML table; mutable, so snowflakes can be normalised
         raise ConfigError(f"{prefix.rstrip('.')}: expected a table, got {_show(table)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in attrs.fields(cls) if not (cls is Config and f.name == "source")}
@@ -477,6 +486,8 @@ def _check_table(cls: type[Any], table: Any, prefix: str, sources: Mapping[str, 
             _check_table(annotation, value, key + ".", sources)
             continue
         where = f"{key} (from {sources[key]})" if key in sources else key
+        if fields[name].metadata.get("snowflake") and isinstance(value, int) and not isinstance(value, bool):
+            value = table[name] = str(value)
         problem = _type_problem(annotation, value)
         if problem is not None:
             raise ConfigError(f"{where}: {problem}")

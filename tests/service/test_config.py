@@ -74,6 +74,8 @@ interval_s = 5
 endpoint = "http://127.0.0.1:9000"
 [logging]
 format = "json"
+[discord]
+join_log_channel_id = 123456789012345678
 """,
     )
     config = load_config(path, {})
@@ -83,6 +85,7 @@ format = "json"
     assert config.backup.interval_s == 5.0 and isinstance(config.backup.interval_s, float)
     assert config.backup.s3.endpoint == "http://127.0.0.1:9000"
     assert config.logging.format == "json"
+    assert config.discord.join_log_channel_id == "123456789012345678"  # a snowflake stays a string
     assert config.source == str(path)
 
 
