@@ -1,0 +1,471 @@
+"""The per-guild attribution state machine: events in, effects out, no I/O and no clock of its own.
+
+`GuildAttribution.handle(event)` takes one event of its guild (see `service.events`) and returns the effects
+it asks for (see `effects.py`). `next_wake()` tells when it next needs a `ClockTick`. The multi-guild façade
+`Attributor` (in `facade.py`) routes events and turns wake times into `WakeAt` effects.
+
+How a join is decided:
+
+1. It waits in an arrival-ordered queue. A fetch of the guild's invites is requested at once (one fetch at a
+   time, never while Discord's retry_after runs or a failed fetch backs off).
+2. Each answer is *settled* `gateway_latency` after it arrived: by then every join whose use it counted has
+   been seen. Settled fetches are compared pairwise into use slots (`diff.py`), and every join's possible
+   slots are computed from when its use can have happened (`joined_at` ± clock skew, and the arrival time
+   minus the latency) and what its invite allowed (created before, not expired, bots use none).
+3. `solver.py` finds the slots each join fills in *some* assignment consistent with the counts. A join whose
+   every assignment names one invite is decided: exact, new_invite, max_uses, vanity, or unknown (none). The
+   rest wait for more fetches; a join is recorded ambiguous (candidates listed, nobody credited) once no
+   later fetch can tell it apart, or when it has waited `max_join_wait`. Records leave in arrival order.
+4. Decided joins stay in the problem as long as their use may explain a later count; settled fetches that no
+   undecided join can reach are folded into a new baseline, and a snapshot is logged now and then.
+
+Restarts and gateway gaps: the log's last snapshot and recent joins come in as `GuildRestored`; the time the
+bot was away is *blind* until a `GuildAvailable` brings the member list, whose members who joined since
+become offline joins, decided with the same machinery (offline_reconciled / offline_unknown).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from datetime import UTC, datetime
+
+import attrs
+
+from service.attribution.config import AttributionConfig
+from service.attribution.diff import (
+    NONE_LABEL,
+    VANITY_LABEL,
+    Observation,
+    SeenCreate,
+    SlotKind,
+    TimingBounds,
+    UseSlot,
+    build_slots,
+)
+from service.attribution.effects import Effect, FetchInvites, LogRecord
+from service.attribution.problem import Join, Origin, solve
+from service.attribution.verdict import JoinFacts
+from service.events import (
+    ClockTick,
+    Event,
+    FetchFailed,
+    FetchRateLimited,
+    GatewayDisconnected,
+    GuildAvailable,
+    GuildRestored,
+    InviteCreated,
+    InviteDeleted,
+    InvitesFetched,
+    MemberInfo,
+    MemberJoined,
+    MemberRemoved,
+)
+from service.records import (
+    CREDITING_KINDS,
+    AttributionKind,
+    InviteSnapshotTaken,
+    InviteState,
+    JoinRecorded,
+    MemberLeft,
+)
+
+_SAME_INSTANT = 0.001  # two joined_at values this close are the same join
+#: A wake-up time counts as reached this close to it: WakeAt travels as a datetime (whole microseconds).
+DUE_SLACK = 2e-6
+
+
+@attrs.define
+class _Present:
+    joined_at: float | None  # Discord's joined_at, POSIX seconds
+    arrival: float
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class GuildAttribution:
+    def __init__(self, guild_id: str, config: AttributionConfig) -> None:
+        self.guild_id = guild_id
+        self.config = config
+        self.guild_name = ""
+        self.vanity_code: str | None = None
+        self._latency = config.gateway_latency.total_seconds()
+        self._skew = config.clock_skew.total_seconds()
+        self._bounds = TimingBounds(self._latency, self._skew)
+        self._wait = config.max_join_wait.total_seconds()
+        self._now = -math.inf
+        self._now_dt = datetime.min.replace(tzinfo=UTC)
+        self._available = False
+        self._horizon: float | None = None  # members who joined after this are this core's to record
+        self._last_gateway: float | None = None
+        self._baseline: Observation | None = None
+        self._fetches: list[Observation] = []  # answered since the baseline, in order
+        self._settled = 0  # how many of them the last decision round compared
+        self._creates: dict[str, SeenCreate] = {}
+        self._deletes: dict[str, float] = {}
+        self._blind: list[tuple[float, float]] = []
+        self._joins: list[Join] = []  # undecided joins, and decided ones whose use may explain a later count
+        self._queue: deque[Join] = deque()  # not yet logged, in arrival order
+        self._present: dict[str, _Present] = {}
+        self._last_joined: dict[str, float] = {}  # each member's latest joined_at: a re-sent join repeats it
+        self._known: set[str] = set()
+        self._seq = 0
+        self._request_id = 0
+        self._in_flight: tuple[int, float] | None = None
+        self._blocked_until = -math.inf
+        self._failures = 0
+        self._last_request = -math.inf
+        self._refresh = False
+        self._snapshot_logged: float | None = None
+        self._dirty = False
+        self._out: list[Effect] = []
+
+    # ----------------------------------------------------------------- inputs
+
+    def handle(self, event: Event) -> list[Effect]:
+        at = getattr(event, "at", None)
+        if at is not None and at.timestamp() > self._now:
+            self._now, self._now_dt = at.timestamp(), at.astimezone(UTC)
+        if self._horizon is None and not isinstance(event, GuildRestored | ClockTick):
+            self._horizon = self._now
+        match event:
+            case GuildRestored():
+                self._on_restored(event)
+            case GuildAvailable():
+                self._on_available(event)
+            case GatewayDisconnected():
+                if not any(end == math.inf for _, end in self._blind):
+                    self._blind.append((event.at.timestamp() - self._latency, math.inf))
+                self._dirty = True
+            case InviteCreated():
+                self._creates.setdefault(event.invite.code, SeenCreate(event.invite, self._now))
+            case InviteDeleted():
+                self._deletes[event.code] = self._now
+                self._dirty = True
+            case MemberJoined():
+                self.guild_name = self.guild_name or event.guild_name
+                self._on_join(event.member)
+            case MemberRemoved():
+                self._on_leave(event)
+            case InvitesFetched():
+                self._on_fetched(event)
+            case FetchRateLimited():
+                if self._answers(event.request_id):
+                    self._blocked_until = max(self._blocked_until, event.at.timestamp() + event.retry_after)
+            case FetchFailed():
+                if self._answers(event.request_id):
+                    self._fetch_failed()
+            case ClockTick():
+                pass
+        if isinstance(event, GuildAvailable | InviteCreated | InviteDeleted | MemberJoined | MemberRemoved):
+            self._last_gateway = self._now
+        self._advance()
+        out, self._out = self._out, []
+        return out
+
+    def next_wake(self) -> float | None:
+        """When (bot clock, POSIX seconds) this guild next needs a ClockTick, if ever."""
+        times = []
+        if self._in_flight is not None:
+            times.append(self._in_flight[1] + self.config.fetch_timeout.total_seconds())
+        times.extend(f.answered + self._latency + _SAME_INSTANT for f in self._fetches[self._settled :])
+        undecided = [j.arrival for j in self._joins if j.record is None]
+        if undecided:
+            times.append(min(undecided) + self._wait)
+        if self._needs_fetch():
+            times.append(self._fetch_ready_at())
+        return min(times) if times else None
+
+    @property
+    def undecided(self) -> int:
+        return sum(1 for j in self._joins if j.record is None)
+
+    # --------------------------------------------------------------- handlers
+
+    def _on_restored(self, event: GuildRestored) -> None:
+        self.guild_name = event.guild_name or self.guild_name
+        snapshot = event.snapshot
+        gap_start = event.last_seen.timestamp() if event.last_seen is not None else None
+        if snapshot is not None:
+            taken = snapshot.timestamp.timestamp()
+            self._baseline = self._observation(
+                snapshot.invites, snapshot.vanity_code, snapshot.vanity_uses, taken, snapshot.timestamp
+            )
+            self._baseline = attrs.evolve(
+                self._baseline, requested=taken - self.config.fetch_timeout.total_seconds()
+            )
+            self.vanity_code = snapshot.vanity_code
+            self._snapshot_logged = taken
+            gap_start = taken if gap_start is None else min(gap_start, taken)
+        if gap_start is not None:
+            # Until a member list says who joined meanwhile, the counts since then may hold unseen joins.
+            self._horizon = gap_start - self.config.restore_margin.total_seconds()
+            self._blind.append((gap_start - self._latency, math.inf))
+        self._known.update(event.known_user_ids)
+        for member in event.present:
+            joined = member.joined_at.timestamp()
+            self._present[member.user_id] = _Present(joined, joined)
+            self._last_joined[member.user_id] = joined
+        for record in event.recent_joins:
+            self._joins.append(self._restored_join(record))
+            self._last_joined.setdefault(record.user_id, record.timestamp.timestamp())
+        self._dirty = True
+
+    def _restored_join(self, record: JoinRecorded) -> Join:
+        label: str | None = None  # ambiguous in the log: it may have used anything
+        if record.kind in CREDITING_KINDS and record.invite_code:
+            label = record.invite_code
+        elif record.kind is AttributionKind.VANITY:
+            label = VANITY_LABEL
+        elif record.kind is AttributionKind.UNKNOWN:
+            label = NONE_LABEL
+        ts = record.timestamp.timestamp()
+        self._seq += 1
+        facts = JoinFacts(
+            self.guild_id, record.guild_name, record.user_id, record.username, record.display_name,
+            record.timestamp, False, False, 0, False,
+        )  # fmt: skip
+        window = (ts - self._skew - self._latency, ts + self._skew)
+        return Join(self._seq, Origin.RESTORED, facts, ts, ts, *window, fixed_label=label, record=record)
+
+    def _on_available(self, event: GuildAvailable) -> None:
+        self.guild_name = event.guild_name
+        self.vanity_code = event.vanity_code
+        now = self._now
+        if event.members is not None:
+            for member in sorted(event.members, key=lambda m: m.joined_at or self._now_dt):
+                self._maybe_offline_join(member)
+            # The member list accounts for whoever joined while the bot was away.
+            self._blind = [(start, end) for start, end in self._blind if end != math.inf]
+        else:
+            open_span = any(end == math.inf for _, end in self._blind)
+            self._blind = [(start, now if end == math.inf else end) for start, end in self._blind]
+            if not open_span and self._available and self._last_gateway is not None:
+                self._blind.append((self._last_gateway - self._latency, now))  # an unannounced gap?
+        if event.invites is not None and event.invites_requested_at is not None and self._in_flight is None:
+            requested = event.invites_requested_at.timestamp()
+            latest = self._fetches[-1] if self._fetches else self._baseline
+            if latest is None or requested >= latest.answered:
+                self._accept(
+                    self._observation(event.invites, event.vanity_code, event.vanity_uses, now, self._now_dt),
+                    requested,
+                )
+        else:
+            self._refresh = True  # re-snapshot on every Ready: the baseline may predate a gap
+        self._available = True
+        self._dirty = True
+
+    def _maybe_offline_join(self, member: MemberInfo) -> None:
+        if member.joined_at is None or self._horizon is None:
+            return
+        joined = member.joined_at.timestamp()
+        if joined <= self._horizon:
+            return
+        present = self._present.get(member.user_id)
+        if present is not None:
+            if present.joined_at is not None and abs(present.joined_at - joined) <= _SAME_INSTANT:
+                return
+            if present.joined_at is None and abs(present.arrival - joined) <= self._latency + self._skew + 1:
+                return
+        window = (joined - self._skew, min(joined + self._skew, self._now))
+        self._add_join(member, Origin.OFFLINE, joined, window)
+
+    def _on_join(self, member: MemberInfo) -> None:
+        joined = member.joined_at.timestamp() if member.joined_at is not None else None
+        last = self._last_joined.get(member.user_id)
+        if joined is not None and last is not None and abs(last - joined) <= _SAME_INSTANT:
+            return  # the same join sent again, maybe even after the member left: a rejoin has a new joined_at
+        present = self._present.get(member.user_id)
+        if present is not None:  # GUILD_MEMBER_ADD sent again for someone already here
+            if joined is not None and present.joined_at is not None:
+                if abs(present.joined_at - joined) <= _SAME_INSTANT:
+                    return
+            elif self._now - present.arrival <= self.config.duplicate_window.total_seconds():
+                return
+        lo, hi = self._now - self._latency, self._now
+        if joined is not None and max(lo, joined - self._skew) <= min(hi, joined + self._skew):
+            lo, hi = max(lo, joined - self._skew), min(hi, joined + self._skew)
+        self._add_join(member, Origin.LIVE, joined, (lo, hi))
+
+    def _add_join(
+        self, member: MemberInfo, origin: Origin, joined: float | None, window: tuple[float, float]
+    ) -> None:
+        rejoin = member.user_id in self._known
+        self._known.add(member.user_id)
+        self._present[member.user_id] = _Present(joined, self._now)
+        if joined is not None:
+            self._last_joined[member.user_id] = joined
+        self._seq += 1
+        facts = JoinFacts(
+            self.guild_id, self.guild_name, member.user_id, member.username, member.display_name,
+            member.joined_at or self._now_dt, member.bot, rejoin, member.flags, origin is Origin.OFFLINE,
+        )  # fmt: skip
+        join = Join(self._seq, origin, facts, joined, self._now, *window)
+        self._joins.append(join)
+        self._queue.append(join)
+        if member.bot and not self.config.bots_use_invites:
+            self._dirty = True  # nothing to wait for: a bot joins through OAuth2, not an invite
+
+    def _on_leave(self, event: MemberRemoved) -> None:
+        self._present.pop(event.user_id, None)
+        leave = MemberLeft(timestamp=event.at, guild_id=self.guild_id, user_id=event.user_id)
+        waiting = next((j for j in reversed(self._queue) if j.facts.user_id == event.user_id), None)
+        if waiting is not None:
+            waiting.held.append(leave)  # the log must show the join before the leave
+        else:
+            self._out.append(LogRecord(leave))
+
+    def _on_fetched(self, event: InvitesFetched) -> None:
+        if self._in_flight is None:
+            return
+        requested = self._in_flight[1]
+        if not self._answers(event.request_id):
+            return
+        self._failures = 0
+        if event.vanity_code is not None:
+            self.vanity_code = event.vanity_code
+        obs = self._observation(event.invites, self.vanity_code, event.vanity_uses, self._now, self._now_dt)
+        self._accept(obs, requested)
+
+    def _answers(self, request_id: int) -> bool:
+        """Is this the answer to the fetch in flight? (A late answer to a timed-out fetch is ignored.)"""
+        if self._in_flight is None or self._in_flight[0] != request_id:
+            return False
+        self._in_flight = None
+        return True
+
+    def _fetch_failed(self) -> None:
+        self._failures += 1
+        backoff = self.config.backoff_initial.total_seconds() * 2 ** min(self._failures - 1, 30)
+        self._blocked_until = max(
+            self._blocked_until, self._now + min(backoff, self.config.backoff_max.total_seconds())
+        )
+
+    # ------------------------------------------------------------ the machine
+
+    def _observation(
+        self,
+        invites: tuple[InviteState, ...],
+        vanity_code: str | None,
+        vanity_uses: int | None,
+        answered: float,
+        answered_at: datetime,
+    ) -> Observation:
+        return Observation(
+            {i.code: i for i in invites}, vanity_code, vanity_uses, answered, answered, answered_at
+        )
+
+    def _accept(self, obs: Observation, requested: float) -> None:
+        obs = attrs.evolve(obs, requested=requested)
+        if self._baseline is None:
+            self._baseline = obs
+            self._log_snapshot(obs)
+        else:
+            self._fetches.append(obs)
+        self._refresh = False
+
+    def _advance(self) -> None:
+        now = self._now
+        if (
+            self._in_flight is not None
+            and now + DUE_SLACK >= self._in_flight[1] + self.config.fetch_timeout.total_seconds()
+        ):
+            self._in_flight = None
+            self._fetch_failed()
+        settled = self._settled
+        while settled < len(self._fetches) and self._fetches[settled].answered + self._latency < now:
+            settled += 1
+        undecided = [j for j in self._joins if j.record is None]
+        overdue = any(now + DUE_SLACK >= j.arrival + self._wait for j in undecided)
+        if undecided and (self._dirty or settled != self._settled or overdue):
+            self._decide(settled)
+        self._dirty = False
+        self._settled = settled
+        self._emit()
+        self._compact()
+        if self._needs_fetch() and now + DUE_SLACK >= self._fetch_ready_at():
+            self._request_id += 1
+            self._in_flight = (self._request_id, now)
+            self._last_request = now
+            self._out.append(FetchInvites(self.guild_id, self._request_id))
+
+    def _decide(self, settled: int) -> None:
+        slots: list[UseSlot] = build_slots(
+            self._baseline, self._fetches[:settled], self._creates, self._deletes, self._blind, self._bounds
+        )
+        solve(
+            self._joins,
+            slots,
+            now=self._now + DUE_SLACK,
+            now_dt=self._now_dt,
+            wait=self._wait,
+            vanity_code=self.vanity_code,
+            guild_name=self.guild_name,
+            config=self.config,
+        )
+
+    def _emit(self) -> None:
+        while self._queue and self._queue[0].record is not None:
+            join = self._queue.popleft()
+            assert join.record is not None
+            self._out.append(LogRecord(join.record))
+            self._out.extend(LogRecord(leave) for leave in join.held)
+
+    def _compact(self) -> None:
+        """Fold settled fetches that no undecided join can reach into a new baseline."""
+        if self._baseline is None or self._settled == 0:
+            return
+        undecided = [j for j in self._joins if j.record is None]
+        last = -1
+        for k in range(self._settled):
+            if any(j.lo <= self._fetches[k].answered for j in undecided):
+                break
+            last = k
+        if last < 0:
+            return
+        base = self._fetches[last]
+        del self._fetches[: last + 1]
+        self._settled -= last + 1
+        self._baseline = base
+        cut = base.requested
+        self._joins = [j for j in self._joins if j.record is None or j.hi > cut]
+        self._creates = {code: c for code, c in self._creates.items() if c.arrived > base.requested}
+        self._deletes = {c: t for c, t in self._deletes.items() if c in base.invites or c in self._creates}
+        self._blind = [(start, end) for start, end in self._blind if end > cut]
+        interval = self.config.snapshot_log_interval.total_seconds()
+        if self._snapshot_logged is None or base.answered - self._snapshot_logged >= interval:
+            self._log_snapshot(base)
+
+    def _log_snapshot(self, obs: Observation) -> None:
+        self._snapshot_logged = obs.answered
+        record = InviteSnapshotTaken(
+            timestamp=obs.answered_at or _dt(obs.answered),
+            guild_id=self.guild_id,
+            guild_name=self.guild_name,
+            invites=tuple(obs.invites.values()),
+            vanity_code=obs.vanity_code,
+            vanity_uses=obs.vanity_uses,
+        )
+        self._out.append(LogRecord(record))
+
+    def _needs_fetch(self) -> bool:
+        if self._in_flight is not None:
+            return False
+        undecided = any(j.record is None for j in self._joins)
+        if self._baseline is None:
+            return undecided or self._available
+        if self._refresh:
+            return True
+        if not undecided:
+            return False
+        latest = self._fetches[-1] if self._fetches else self._baseline
+        # Some join's use may not be counted by any fetch asked so far.
+        return any(j.hi > latest.requested for j in self._joins)
+
+    def _fetch_ready_at(self) -> float:
+        return max(self._blocked_until, self._last_request + self.config.min_fetch_gap.total_seconds())
+
+
+__all__ = ["GuildAttribution", "SlotKind"]

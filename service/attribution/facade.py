@@ -1,0 +1,67 @@
+"""The multi-guild façade: one `Attributor` per process, fed every event, returning effects to perform."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from service.attribution.config import AttributionConfig
+from service.attribution.core import DUE_SLACK, GuildAttribution
+from service.attribution.effects import Effect, WakeAt
+from service.events import ClockTick, Event, GatewayDisconnected
+
+
+class Attributor:
+    """Routes events to each guild's `GuildAttribution` and merges their wake-up times into one `WakeAt`."""
+
+    def __init__(self, config: AttributionConfig | None = None) -> None:
+        self.config = config or AttributionConfig()
+        self._guilds: dict[str, GuildAttribution] = {}
+        self._wakes: dict[str, float] = {}
+        self._announced: float | None = None
+
+    def handle(self, event: Event) -> list[Effect]:
+        """Feed one event; returns the effects to perform, in order (log records in the order to append)."""
+        effects: list[Effect] = []
+        if isinstance(event, ClockTick):
+            now = event.at.timestamp()
+            for guild_id in [g for g, wake in self._wakes.items() if wake <= now + DUE_SLACK]:
+                effects.extend(self._feed(guild_id, event))
+        elif isinstance(event, GatewayDisconnected):
+            for guild_id in list(self._guilds):
+                effects.extend(self._feed(guild_id, event))
+        else:
+            effects.extend(self._feed(event.guild_id, event))
+        wake = self.next_wake_ts()
+        if wake is not None and wake != self._announced:
+            effects.append(WakeAt(datetime.fromtimestamp(wake, UTC)))
+        self._announced = wake
+        return effects
+
+    def next_wake(self) -> datetime | None:
+        """When the next `ClockTick` is due (None: nothing is waiting on time)."""
+        wake = self.next_wake_ts()
+        return None if wake is None else datetime.fromtimestamp(wake, UTC)
+
+    def next_wake_ts(self) -> float | None:
+        return min(self._wakes.values(), default=None)
+
+    def guild(self, guild_id: str) -> GuildAttribution:
+        guild = self._guilds.get(guild_id)
+        if guild is None:
+            guild = self._guilds[guild_id] = GuildAttribution(guild_id, self.config)
+        return guild
+
+    @property
+    def undecided(self) -> int:
+        """Joins received and not yet decided, over all guilds (a backlog metric)."""
+        return sum(guild.undecided for guild in self._guilds.values())
+
+    def _feed(self, guild_id: str, event: Event) -> list[Effect]:
+        guild = self.guild(guild_id)
+        effects = guild.handle(event)
+        wake = guild.next_wake()
+        if wake is None:
+            self._wakes.pop(guild_id, None)
+        else:
+            self._wakes[guild_id] = wake
+        return effects

@@ -1,0 +1,177 @@
+"""One guild's open attribution problem: its joins, the slots each could fill, the decisions that follow."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from datetime import datetime
+
+import attrs
+
+from service.attribution.config import AttributionConfig
+from service.attribution.diff import NONE_LABEL, SlotKind, UseSlot
+from service.attribution.solver import possible_options
+from service.attribution.verdict import JoinFacts, decide
+from service.records import InviteState, JoinRecorded, MemberLeft
+
+
+class Origin(enum.Enum):
+    LIVE = "live"  # its GUILD_MEMBER_ADD reached the bot
+    OFFLINE = "offline"  # found in a member list: it joined while the bot was not listening
+    RESTORED = "restored"  # decided before a restart; still explains uses in the counts after the snapshot
+
+
+@attrs.define(eq=False)
+class Join:
+    seq: int
+    origin: Origin
+    facts: JoinFacts
+    joined_at: float | None  # Discord's joined_at, POSIX seconds
+    arrival: float  # bot clock
+    lo: float  # the invite use happened in [lo, hi] (bot clock)
+    hi: float
+    fixed_label: str | None = None  # RESTORED: the invite the log credits (a label), None if it has none
+    record: JoinRecorded | None = None  # set once decided
+    held: list[MemberLeft] = attrs.Factory(list)  # leaves to log right after this join
+
+
+def options_of(join: Join, slots: Sequence[UseSlot], bots_use_invites: bool) -> tuple[int, ...]:
+    """The slots `join` can reach: in time, and allowed by what it is and by what the invite allowed."""
+    found: list[int] = []
+    for index, slot in enumerate(slots):
+        if not slot.reachable_from(join.lo, join.hi):
+            continue
+        if slot.kind in (SlotKind.PRE, SlotKind.FUTURE):
+            found.append(index)
+        elif slot.kind is SlotKind.NONE:
+            if join.fixed_label in (None, NONE_LABEL) or join.origin is not Origin.RESTORED:
+                found.append(index)
+        elif join.facts.bot and not bots_use_invites:
+            continue
+        elif (
+            join.origin is Origin.RESTORED and join.fixed_label is not None and slot.label != join.fixed_label
+        ):
+            continue
+        elif (
+            slot.invite is not None
+            and join.joined_at is not None
+            and not _usable(slot.invite, join.joined_at)
+        ):
+            continue
+        else:
+            found.append(index)
+    if not found:  # a logged join nothing here explains: let it sit anywhere rather than contradict the log
+        found = [index for index, slot in enumerate(slots) if slot.kind is SlotKind.NONE]
+    return tuple(found)
+
+
+def _usable(invite: InviteState, joined_at: float) -> bool:
+    # Discord's own clock on both sides: nobody joins through an invite before it exists or after it expired.
+    if invite.created_at is not None and joined_at < invite.created_at.timestamp():
+        return False
+    return invite.expires_at is None or joined_at <= invite.expires_at.timestamp()
+
+
+def solve(
+    joins: Sequence[Join],
+    slots: list[UseSlot],
+    *,
+    now: float,
+    now_dt: datetime,
+    wait: float,
+    vanity_code: str | None,
+    guild_name: str,
+    config: AttributionConfig,
+) -> None:
+    """Decide every undecided join that the counts tell apart, or that is final; sets `Join.record`."""
+    options = [options_of(join, slots, config.bots_use_invites) for join in joins]
+    reachable = {index for found in options for index in found}
+    # An invite one use short of its max that vanished when no join could have used it: deleted by hand.
+    slots = [s.relaxed() if s.kind is SlotKind.MAX and i not in reachable else s for i, s in enumerate(slots)]
+    classes: dict[tuple[int, ...], list[Join]] = {}
+    for join, found in zip(joins, options, strict=True):
+        classes.setdefault(found, []).append(join)
+    keys = list(classes)
+    possible: list[set[int]] | None = None
+    for attempt in _relaxations(slots):
+        possible = possible_options(
+            [(key, len(classes[key])) for key in keys], [(s.low, s.high) for s in attempt]
+        )
+        if possible is not None:
+            slots = attempt
+            break
+    assert possible is not None, "with every lower bound lifted, some assignment always exists"
+    closed = _closed(keys, slots)
+    sole: dict[int, list[Join]] = {}  # joins that fill one and the same slot in every assignment
+    for key, found_possible in zip(keys, possible, strict=True):
+        if len(found_possible) == 1:
+            sole.setdefault(next(iter(found_possible)), []).extend(classes[key])
+    for position, key in enumerate(keys):
+        found_possible = possible[position]
+        possible_slots = [slots[i] for i in sorted(found_possible)]
+        for join in classes[key]:
+            if join.record is not None:
+                continue
+            facts = join.facts if join.facts.guild_name else attrs.evolve(join.facts, guild_name=guild_name)
+            join.record = decide(
+                facts,
+                possible_slots,
+                final=closed[position] or now >= join.arrival + wait,
+                vanity_code=vanity_code,
+                uses=_uses(join, found_possible, slots, sole),
+                now=now_dt,
+                young_account_days=config.young_account_days,
+            )
+
+
+def _relaxations(slots: list[UseSlot]) -> list[list[UseSlot]]:
+    """The slots as they are; then without the max_uses assumption; then with no lower bound at all (the
+    counts contradict what the core saw: a join it never heard of, so no count can be trusted)."""
+    return [
+        slots,
+        [s.relaxed() if s.kind is SlotKind.MAX else s for s in slots],
+        [s.relaxed() if s.low > 0 else s for s in slots],
+    ]
+
+
+def _closed(keys: list[tuple[int, ...]], slots: list[UseSlot]) -> list[bool]:
+    """For each class: can no later fetch change what its joins could have used? True when nothing linked
+    to it through a bounded slot might still have its use counted by a fetch not compared yet."""
+    parent = list(range(len(keys)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[int, int] = {}
+    for position, key in enumerate(keys):
+        for index in key:
+            if slots[index].low == 0 and slots[index].high is None:
+                continue  # an unbounded slot ties nobody to anybody
+            if index in owner:
+                parent[root(position)] = root(owner[index])
+            else:
+                owner[index] = position
+    future = {i for i, s in enumerate(slots) if s.kind is SlotKind.FUTURE}
+    open_roots = {root(position) for position, key in enumerate(keys) if future.intersection(key)}
+    return [root(position) not in open_roots for position in range(len(keys))]
+
+
+def _uses(
+    join: Join, found: set[int], slots: list[UseSlot], sole: dict[int, list[Join]]
+) -> tuple[int | None, int | None]:
+    """uses_before and uses_after of the invite a join used, as precise as the counts allow."""
+    if len(found) == 1:
+        index = next(iter(found))
+        slot, members = slots[index], sole.get(index, [])
+        if slot.uses_before is not None and slot.low == slot.high == len(members):
+            ordered = sorted(
+                members, key=lambda j: (j.joined_at if j.joined_at is not None else j.arrival, j.seq)
+            )
+            rank = ordered.index(join)
+            return slot.uses_before + rank, slot.uses_before + rank + 1
+    befores = [b for b in (slots[i].uses_before for i in found) if b is not None]
+    afters = [a for a in (slots[i].uses_after for i in found) if a is not None]
+    return (min(befores) if befores else None), (max(afters) if afters else None)
