@@ -44,6 +44,13 @@ def register(subparsers: Any) -> None:
         help="with --script: how long to wait for a bot before playing anyway (default: %(default)s)",
     )
     parser.add_argument(
+        "--script-pause",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="with --script: pause between steps (default: %(default)s)",
+    )
+    parser.add_argument(
         "--duration", type=float, default=None, metavar="SECONDS", help="stop by itself after this long"
     )
     parser.set_defaults(handler=run)
@@ -80,16 +87,16 @@ async def serve(args: argparse.Namespace) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(args.duration):
                 if args.script:
-                    await _play_script(sim, demo, args.wait_for_bot)
+                    await _play_script(sim, demo, args.wait_for_bot, args.script_pause)
                 await asyncio.Event().wait()  # serve until Ctrl-C or --duration
         print(f"stopping after --duration {args.duration:g} s", flush=True)
 
 
-async def _play_script(sim: SimServer, demo: DemoWorld, wait_for_bot: float) -> None:
+async def _play_script(sim: SimServer, demo: DemoWorld, wait_for_bot: float, pause_s: float) -> None:
     try:
         await sim.wait_ready(timeout=wait_for_bot)
         print("bot connected; playing the join scenario", flush=True)
     except TimeoutError:
         print(f"no bot connected within {wait_for_bot:g} s; playing the join scenario anyway", flush=True)
-    await run_join_script(sim, demo, say=lambda line: print(line, flush=True))
+    await run_join_script(sim, demo, pause_s=pause_s, say=lambda line: print(line, flush=True))
     print("join scenario done; still serving", flush=True)
