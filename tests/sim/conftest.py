@@ -125,7 +125,8 @@ async def running_client(
     **options: Any,
 ) -> AsyncIterator[Client]:
     """The real interactions.py client logged into `sim`, stopped by cancelling `astart()` afterwards
-    (client.stop() hangs in 5.16.0). Route.BASE is a class attribute: it is put back on the way out."""
+    (client.stop() hangs in 5.16.0). Route.BASE is a class attribute: it is put back on the way out.
+    `client.astart_returned` (an anyio.Event) is set if astart() comes back by itself."""
     previous_base = Route.BASE
     Route.BASE = sim.base_url
     client = Client(
@@ -141,9 +142,15 @@ async def running_client(
         client.add_command(command)  # slash commands and component callbacks alike
     for listener in listeners:
         client.add_listener(listener)
+    astart_returned = client.astart_returned = anyio.Event()  # type: ignore[attr-defined]
+
+    async def run_client() -> None:
+        await client.astart()
+        astart_returned.set()
+
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(client.astart)
+            tasks.start_soon(run_client)
             if wait_ready:
                 await sim.wait_ready(timeout=10)
             yield client
