@@ -80,6 +80,7 @@ class GatewayConnection:
     writer: asyncio.Task[None] | None = None
     send_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
     heartbeats: int = 0
+    closed_by_server: bool = False
 
     async def send_json(self, frame: dict[str, Any]) -> None:
         async with self.send_lock:
@@ -163,6 +164,7 @@ class Gateway:
             await self._close(conn, 1001)
 
     async def _close(self, conn: GatewayConnection, code: int) -> None:
+        conn.closed_by_server = True
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 await conn.ws.close(code=code, message=b"closed by the simulator")
@@ -218,6 +220,9 @@ class Gateway:
                 await self._on_frame(conn, op, frame.get("d"))
         finally:
             self.connections.discard(conn)
+            if conn.session is not None and not conn.closed_by_server and ws.close_code in (1000, 1001):
+                # As on Discord: a client closing with 1000 or 1001 ends its session (no RESUME after).
+                conn.session.valid = False
             self._detach(conn)
             self.notifier.notify()
         return ws

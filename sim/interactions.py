@@ -18,8 +18,9 @@ import attrs
 
 from sim import payloads
 from sim.discord_constants import CallbackType, ErrorCode, InteractionType, MessageFlag, OptionType
+from sim.errors import DiscordAPIError
 from sim.model import GatewayEvent, SimMember, SimMessage, StoredFile
-from sim.world import DiscordAPIError, Ref, SimWorld, ref_id
+from sim.world import Ref, SimWorld, ref_id
 
 #: Message flag Discord sets on a deferred response's "is thinking…" placeholder.
 LOADING_FLAG = 1 << 7
@@ -133,9 +134,12 @@ class InteractionDesk:
         guild = self.world.guild(guild_ref)
         member = self._member(guild.id, user_ref)
         top, *path = command.split()
-        definition = self.world.find_command(guild.id, top)
+        definition = self.world.commands.find(guild.id, top)
         resolved: dict[str, dict[str, Any]] = {}
-        leaf_options = self._typed_options(definition, path, dict(options or {}), guild.id, resolved)
+        given = {
+            name: value for name, value in (options or {}).items() if value is not None
+        }  # None: left out
+        leaf_options = self._typed_options(definition, path, given, guild.id, resolved)
         data: dict[str, Any] = {
             "id": definition["id"],
             "name": top,

@@ -19,12 +19,13 @@ from aiohttp import BodyPartReader, web
 
 from sim import payloads
 from sim.discord_constants import API_VERSION, Permission
+from sim.errors import DiscordAPIError
 from sim.gateway import Gateway
 from sim.interactions import InteractionDesk
 from sim.model import StoredFile
 from sim.ratelimit import RouteBudget
 from sim.stats import ChangeNotifier, RequestRecord, SimStats
-from sim.world import DiscordAPIError, SimWorld
+from sim.world import SimWorld
 
 log = logging.getLogger("sim.rest")
 
@@ -226,20 +227,20 @@ class RestApi:
         return self.world.scope_of(request.match_info.get("guild_id"))
 
     async def get_commands(self, request: web.Request) -> web.StreamResponse:
-        return json_response(self.world.commands.get(self._command_scope(request), []))
+        return json_response(self.world.commands.in_scope(self._command_scope(request)))
 
     async def put_commands(self, request: web.Request) -> web.StreamResponse:
         scope = self._command_scope(request)
         body, _ = await read_body(request)
-        return json_response(self.world.put_commands(scope, body))
+        return json_response(self.world.commands.put(scope, body))
 
     async def post_command(self, request: web.Request) -> web.StreamResponse:
         scope = self._command_scope(request)
         body, _ = await read_body(request)
-        return json_response(self.world.upsert_command(scope, body), 201)
+        return json_response(self.world.commands.upsert(scope, body), 201)
 
     async def delete_command(self, request: web.Request) -> web.StreamResponse:
-        self.world.delete_command(self._command_scope(request), request.match_info["command_id"])
+        self.world.commands.delete(self._command_scope(request), request.match_info["command_id"])
         return web.Response(status=204)
 
     # -- guilds, invites, members -------------------------------------------------------------------

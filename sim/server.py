@@ -277,7 +277,7 @@ class SimServer:
     @property
     def registered_commands(self) -> dict[int | None, list[dict[str, Any]]]:
         """The bot's application commands by scope (a guild id, or None for global), as it registered them."""
-        return {scope: list(commands) for scope, commands in self.world.commands.items()}
+        return {scope: list(commands) for scope, commands in self.world.commands.by_scope.items()}
 
     # -- channel messages ---------------------------------------------------------------------------
 

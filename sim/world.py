@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sim import payloads
+from sim.app_commands import CommandRegistry
 from sim.discord_constants import ErrorCode, Intent, MemberFlag, Permission, iso, snowflake_at
+from sim.errors import DiscordAPIError
 from sim.model import (
     VANITY,
     GatewayEvent,
@@ -30,19 +32,6 @@ from sim.model import (
 
 #: interactions.py always identifies with large_threshold 250; GUILD_CREATE carries at most that many members.
 LARGE_THRESHOLD = 250
-
-
-class DiscordAPIError(Exception):
-    """An error answer as Discord gives it: HTTP status plus JSON `{"message", "code"}`."""
-
-    def __init__(self, status: int, message: str, code: int = ErrorCode.GENERAL) -> None:
-        super().__init__(f"{status} {message} (code {code})")
-        self.status = status
-        self.message = message
-        self.code = code
-
-    def body(self) -> dict[str, Any]:
-        return {"message": self.message, "code": self.code}
 
 
 #: How scripts name things: the object itself (anything with an `id`), an int id, or a decimal string.
@@ -63,8 +52,6 @@ class SimWorld:
         self.invites: dict[str, SimInvite] = {}
         self.messages: dict[int, SimMessage] = {}
         self.attachments: dict[int, SimAttachment] = {}
-        #: Application commands by scope: a guild id, or None for global commands.
-        self.commands: dict[int | None, list[dict[str, Any]]] = {}
         #: Where attachment bytes are served; set by the server once it knows its port.
         self.attachment_base_url = "http://127.0.0.1"
         created = self.now() - timedelta(days=400)
@@ -73,6 +60,7 @@ class SimWorld:
         # Modern applications share their id with their bot user.
         self.application_id = self.bot_user.id
         self.application_name = bot_name
+        self.commands = CommandRegistry(self.application_id, self.new_id)
 
     # -- time and ids -------------------------------------------------------------------------------
 
@@ -406,59 +394,3 @@ class SimWorld:
         if guild_id is None:
             return None
         return self.guild(guild_id).id
-
-    def put_commands(self, scope: int | None, body: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Bulk overwrite: a command keeps its id when its name and type stay the same, as on Discord."""
-        if not isinstance(body, list):
-            raise DiscordAPIError(400, "Invalid Form Body", ErrorCode.INVALID_FORM_BODY)
-        existing = {(c["name"], c.get("type", 1)): c for c in self.commands.get(scope, [])}
-        stored = []
-        for command in body:
-            if not isinstance(command, dict) or not command.get("name"):
-                raise DiscordAPIError(400, "Invalid Form Body", ErrorCode.INVALID_FORM_BODY)
-            previous = existing.get((command["name"], command.get("type", 1)))
-            stored.append(self._stored_command(scope, command, previous["id"] if previous else None))
-        self.commands[scope] = stored
-        return stored
-
-    def upsert_command(self, scope: int | None, command: dict[str, Any]) -> dict[str, Any]:
-        commands = self.commands.setdefault(scope, [])
-        for index, old in enumerate(commands):
-            if old["name"] == command.get("name") and old.get("type", 1) == command.get("type", 1):
-                commands[index] = self._stored_command(scope, command, old["id"])
-                return commands[index]
-        commands.append(self._stored_command(scope, command, None))
-        return commands[-1]
-
-    def delete_command(self, scope: int | None, command_id: str) -> None:
-        commands = self.commands.get(scope, [])
-        remaining = [c for c in commands if c["id"] != str(command_id)]
-        if len(remaining) == len(commands):
-            raise DiscordAPIError(404, "Unknown application command", ErrorCode.UNKNOWN_APPLICATION_COMMAND)
-        self.commands[scope] = remaining
-
-    def _stored_command(
-        self, scope: int | None, command: dict[str, Any], command_id: str | None
-    ) -> dict[str, Any]:
-        stored = {
-            "type": 1,
-            "description": "",
-            "default_member_permissions": None,
-            "nsfw": False,
-            **command,
-            "id": command_id or str(self.new_id()),
-            "application_id": str(self.application_id),
-            "version": str(self.new_id()),
-        }
-        if scope is not None:
-            stored["guild_id"] = str(scope)
-        return stored
-
-    def find_command(self, guild_id: int | None, name: str) -> dict[str, Any]:
-        """The command a user in `guild_id` would see under `name`: guild commands first, then global."""
-        for scope in ([guild_id] if guild_id is not None else []) + [None]:
-            for command in self.commands.get(scope, []):
-                if command["name"] == name and command.get("type", 1) == 1:
-                    return command
-        known = sorted({c["name"] for cmds in self.commands.values() for c in cmds})
-        raise KeyError(f"no slash command {name!r} is registered (registered: {known})")

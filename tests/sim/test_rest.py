@@ -143,7 +143,7 @@ async def test_channel_message_with_attachments_keeps_the_bytes(
 async def test_interaction_callbacks_follow_discords_rules(http: aiohttp.ClientSession) -> None:
     async with SimServer.running(interaction_ack_timeout_s=0.3) as sim:
         guild = sim.add_guild("g")
-        sim.world.put_commands(None, [{"name": "ping", "description": "p"}])
+        sim.world.commands.put(None, [{"name": "ping", "description": "p"}])
         owner = guild.owner_id
         first = sim.invoke(guild, owner, "ping")
         callback = f"{sim.base_url}/interactions/{first.id}/{first.token}/callback"

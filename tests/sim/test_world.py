@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sim.discord_constants import Intent, MemberFlag, Permission, snowflake_at, snowflake_time
+from sim.errors import DiscordAPIError
 from sim.model import VANITY
 from sim.ratelimit import RouteBudget
-from sim.world import DiscordAPIError, SimWorld
+from sim.world import SimWorld
 
 
 @pytest.fixture
@@ -104,13 +105,13 @@ def test_members_list_by_id_after_a_cursor(world: SimWorld) -> None:
 
 
 def test_command_overwrite_keeps_ids_by_name(world: SimWorld) -> None:
-    first = world.put_commands(None, [{"name": "a", "description": "A"}, {"name": "b", "description": "B"}])
+    first = world.commands.put(None, [{"name": "a", "description": "A"}, {"name": "b", "description": "B"}])
     assert all(c["id"] and c["application_id"] == str(world.application_id) for c in first)
-    second = world.put_commands(None, [{"name": "b", "description": "B2"}, {"name": "c", "description": "C"}])
+    second = world.commands.put(None, [{"name": "b", "description": "B2"}, {"name": "c", "description": "C"}])
     assert second[0]["id"] == first[1]["id"] and second[1]["id"] not in {c["id"] for c in first}
-    assert world.find_command(None, "c")["description"] == "C"
+    assert world.commands.find(None, "c")["description"] == "C"
     with pytest.raises(KeyError, match="no slash command 'a'"):
-        world.find_command(None, "a")
+        world.commands.find(None, "a")
 
 
 def test_bot_without_send_permission_cannot_post(world: SimWorld) -> None:
