@@ -29,6 +29,10 @@ The client asks `GET /gateway` for the websocket URL (`ws://127.0.0.1:PORT/gatew
 
 Scripting API (`SimServer`)
 ---------------------------
+`SimServer(host="127.0.0.1", port=0, token=None, bot_name="InviteLedger", heartbeat_interval_ms=41250,
+privileged_intents_enabled=True, interaction_ack_timeout_s=3.0)`; `SimServer.running(...)` is the same as an
+async context manager. `await sim.start()` / `await sim.stop()` for long-lived use.
+
 Ids: every `guild`/`user`/`channel` argument takes the object, an int id or a decimal string.
 
 World

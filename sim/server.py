@@ -259,7 +259,15 @@ class SimServer:
 
         name = interaction.command_name or interaction.custom_id
         what = f"the bot's answer to interaction {interaction.id} ({name})"
-        await self.wait_until(lambda: first() is not None, timeout, what)
+        try:
+            await self.wait_until(lambda: first() is not None, timeout, what)
+        except TimeoutError as exc:
+            if not interaction.answers:
+                # interactions.py drops interactions that arrive before its start-up finished
+                raise TimeoutError(
+                    f"{exc}: nothing at all came back (invoked before wait_ready()?)"
+                ) from None
+            raise TimeoutError(f"{exc}: only {[a.kind for a in interaction.answers]} came back") from None
         found = first()
         assert found is not None
         return found

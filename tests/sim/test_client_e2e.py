@@ -102,17 +102,22 @@ async def test_fetching_invites_through_the_client_gives_uses_and_inviter(sim: S
     assert len(members) == 7  # owner, bot and five who joined
 
 
+#: What each /lookup_user_invite run saw of its context, for the test to check.
+SEEN_BY_LOOKUP: list[dict[str, Any]] = []
+
+
 @slash_command(name="lookup_user_invite", description="Who invited this member")
 @slash_option(name="user", description="the member", opt_type=OptionType.USER, required=True)
 async def lookup_user_invite(ctx: SlashContext, user: Member | User) -> None:
-    seen: dict[str, Any] = lookup_user_invite.seen  # type: ignore[attr-defined]
-    seen.update(
-        user_type=type(user).__name__,
-        user_id=user.id,
-        manage_guild=Permissions.MANAGE_GUILD in ctx.author_permissions,
-        guild_id=ctx.guild_id,
-        channel_id=ctx.channel_id,
-        app_can_manage_guild=Permissions.MANAGE_GUILD in ctx.app_permissions,
+    SEEN_BY_LOOKUP.append(
+        {
+            "user_type": type(user).__name__,
+            "user_id": user.id,
+            "manage_guild": Permissions.MANAGE_GUILD in ctx.author_permissions,
+            "guild_id": ctx.guild_id,
+            "channel_id": ctx.channel_id,
+            "app_can_manage_guild": Permissions.MANAGE_GUILD in ctx.app_permissions,
+        }
     )
     await ctx.defer(ephemeral=True)
     embed = Embed(title="User Join Details Found", description=f"<@{user.id}> joined through abc123XYZ")
@@ -121,10 +126,8 @@ async def lookup_user_invite(ctx: SlashContext, user: Member | User) -> None:
     await ctx.send("Data source: the write-ahead log", ephemeral=True)
 
 
-lookup_user_invite.seen = {}  # type: ignore[attr-defined]
-
-
 async def test_slash_command_deferred_reply_and_follow_up_are_recorded(sim: SimServer) -> None:
+    SEEN_BY_LOOKUP.clear()
     guild = sim.add_guild("PipVault")
     admin = sim.add_user("admin")
     sim.add_member(guild, admin, permissions=int(Permissions.MANAGE_GUILD | Permissions.VIEW_CHANNEL))
@@ -155,10 +158,11 @@ async def test_slash_command_deferred_reply_and_follow_up_are_recorded(sim: SimS
     original, follow_message = interaction.messages
     assert original.ephemeral and original.attachments[0].data == upload.data and follow_message.ephemeral
 
-    seen = lookup_user_invite.seen  # type: ignore[attr-defined]
-    assert seen["user_type"] == "User" and seen["user_id"] == gone.id  # the last run: someone who left
-    assert seen["manage_guild"] and seen["app_can_manage_guild"]
-    assert seen["guild_id"] == guild.id and seen["channel_id"] == guild.system_channel_id
+    present, departed = SEEN_BY_LOOKUP
+    assert (present["user_type"], present["user_id"]) == ("Member", john.id)
+    assert (departed["user_type"], departed["user_id"]) == ("User", gone.id)  # someone who left
+    assert present["manage_guild"] and present["app_can_manage_guild"]
+    assert present["guild_id"] == guild.id and present["channel_id"] == guild.system_channel_id
 
 
 @slash_command(name="view_invite_logs", description="Recent joins, a page at a time")
