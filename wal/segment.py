@@ -1,0 +1,199 @@
+"""Segment files: their names, their header, and a read-only scan of their frames.
+
+A segment is named by the LSN of its first record, zero-padded so names sort in LSN order
+(`00000000000000000001.wal`), and begins with a 24-byte header (little-endian):
+
+    offset  size  field
+    0       8     magic b"ILWALSEG"
+    8       2     format version (1)
+    10      2     reserved flags (0)
+    12      8     first LSN (must match the file name)
+    20      4     CRC32C of bytes 0-19
+
+Frames (see `wal.codec`) follow the header back to back. A segment is sealed once a later segment exists;
+only the newest one is appended to.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import attrs
+from crc32c import crc32c
+
+from wal.codec import Frame, FrameDecoder, FrameError, NeedMore
+
+SEGMENT_MAGIC = b"ILWALSEG"
+FORMAT_VERSION = 1
+SEGMENT_HEADER = struct.Struct("<8sHHQI")
+SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size  # 24
+SEGMENT_SUFFIX = ".wal"
+TEMP_SUFFIX = ".tmp"  # a segment being created; renamed into place only once its header is durable
+DEFAULT_SEGMENT_BYTES = 64 * 2**20
+
+_NAME_RE = re.compile(r"^(\d{20})\.wal$")
+_READ_CHUNK = 1 << 20
+
+
+def segment_name(first_lsn: int) -> str:
+    return f"{first_lsn:020d}{SEGMENT_SUFFIX}"
+
+
+def parse_segment_name(name: str) -> int | None:
+    """The first LSN a segment file name declares, or None for a file that is not a segment."""
+    match = _NAME_RE.match(name)
+    return int(match.group(1)) if match else None
+
+
+def encode_segment_header(first_lsn: int) -> bytes:
+    head = SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, 0, first_lsn, 0)[:-4]
+    return head + struct.pack("<I", crc32c(head))
+
+
+class HeaderProblem(enum.StrEnum):
+    SHORT = "short"  # fewer bytes than a header: the file's creation was cut short
+    BAD_MAGIC = "bad_magic"
+    BAD_CHECKSUM = "bad_checksum"
+    BAD_VERSION = "bad_version"
+    NAME_MISMATCH = "name_mismatch"
+
+
+@attrs.frozen
+class HeaderError:
+    problem: HeaderProblem
+    detail: str
+
+
+def check_segment_header(data: bytes, expected_first_lsn: int) -> HeaderError | None:
+    """None when `data` starts with a valid header for a segment whose name says `expected_first_lsn`."""
+    if len(data) < SEGMENT_HEADER_SIZE:
+        return HeaderError(HeaderProblem.SHORT, f"{len(data)} of {SEGMENT_HEADER_SIZE} header bytes")
+    magic, version, _flags, first_lsn, stored = SEGMENT_HEADER.unpack_from(data)
+    if magic != SEGMENT_MAGIC:
+        return HeaderError(HeaderProblem.BAD_MAGIC, f"magic {magic!r}")
+    actual = crc32c(data[: SEGMENT_HEADER_SIZE - 4])
+    if actual != stored:
+        return HeaderError(
+            HeaderProblem.BAD_CHECKSUM, f"header CRC32C {stored:#010x}, computed {actual:#010x}"
+        )
+    if version != FORMAT_VERSION:
+        return HeaderError(
+            HeaderProblem.BAD_VERSION, f"format version {version}, this build reads {FORMAT_VERSION}"
+        )
+    if first_lsn != expected_first_lsn:
+        return HeaderError(HeaderProblem.NAME_MISMATCH, f"header says first LSN {first_lsn}")
+    return None
+
+
+class SegmentStatus(enum.StrEnum):
+    OK = "ok"
+    TORN_TAIL = "torn_tail"  # the last segment ends in an incomplete last write; recovery cuts it
+    CORRUPT = "corrupt"
+
+
+@attrs.frozen
+class SegmentInfo:
+    """One segment file as found on disk."""
+
+    path: Path
+    first_lsn: int
+    last_lsn: int | None  # None when the segment holds no record yet
+    size: int  # bytes in the file now
+    sealed: bool  # a later segment exists, so nothing is ever appended here again
+    record_count: int
+    valid_size: int  # bytes up to the end of the last whole, valid record
+    status: SegmentStatus = SegmentStatus.OK
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@attrs.frozen
+class SegmentScan:
+    """What a read-only pass over one segment found; the decision torn-or-corrupt is recovery's."""
+
+    path: Path
+    first_lsn: int
+    size: int
+    header_error: HeaderError | None
+    record_count: int
+    last_lsn: int | None
+    valid_size: int  # end of the last valid frame (the header size if none)
+    frame_error: FrameError | None  # the first undecodable frame, if any
+
+
+def scan_segment(path: Path, first_lsn: int) -> SegmentScan:
+    """Verify a segment's header and every frame, stopping at the first bad one. Reads only."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(SEGMENT_HEADER_SIZE)
+        header_error = check_segment_header(head, first_lsn)
+        if header_error is not None:
+            return SegmentScan(path, first_lsn, size, header_error, 0, None, 0, None)
+        count = 0
+        last: int | None = None
+        valid = SEGMENT_HEADER_SIZE
+        try:
+            for frame in _frames_from(f, SEGMENT_HEADER_SIZE, first_lsn):
+                count += 1
+                last = frame.lsn
+                valid = frame.end
+        except FrameError as exc:
+            return SegmentScan(path, first_lsn, size, None, count, last, valid, exc)
+    return SegmentScan(path, first_lsn, size, None, count, last, valid, None)
+
+
+def _frames_from(f: BinaryIO, offset: int, expected_lsn: int) -> Iterator[Frame]:
+    """Frames of an open binary file from `offset` to its end; raises FrameError at the first bad one."""
+    decoder = FrameDecoder(offset=offset, expected_lsn=expected_lsn)
+    while True:
+        chunk = f.read(_READ_CHUNK)
+        if chunk:
+            decoder.feed(chunk)
+        else:
+            decoder.feed_eof()
+        while True:
+            item = decoder.next_frame()
+            if isinstance(item, NeedMore):
+                break
+            yield item
+        if not chunk:
+            return
+
+
+def read_frames(path: Path, *, offset: int, expected_lsn: int) -> Iterator[Frame]:
+    """Frames of a segment file from a frame boundary `offset`; raises FrameError at the first bad one."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        yield from _frames_from(f, offset, expected_lsn)
+
+
+def list_segment_files(wal_dir: Path) -> list[tuple[int, Path]]:
+    """(first LSN, path) of every segment file, in LSN order. Other files are not the log's business."""
+    found = []
+    try:
+        entries = list(os.scandir(wal_dir))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        first = parse_segment_name(entry.name)
+        if first is not None and entry.is_file():
+            found.append((first, Path(entry.path)))
+    found.sort()
+    return found
+
+
+def list_segments(wal_dir: Path) -> list[SegmentInfo]:
+    """Every segment with its LSN range, size, sealed state and checksum status. Reads only; never raises
+    for damaged content (see `wal.recover.inspect_log` for the rules that classify it)."""
+    from wal.recover import inspect_log  # the classification lives with recovery; import late, no cycle
+
+    return list(inspect_log(wal_dir).segments)

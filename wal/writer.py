@@ -1,0 +1,225 @@
+"""The WAL writer: an anyio actor that owns the log's files and acknowledges a record only once it is durable.
+
+Shape (as in apscheduler 4): `await tg.start(writer.run)` opens and repairs the log, calls
+`task_status.started()` once the active segment is open, then serves appends until cancelled. Producers call
+`await writer.append(record_type, payload)`; the request travels over a bounded memory object stream to the
+single task that owns the file, and the call returns the record's LSN only after fdatasync returned.
+
+Group commit without a timer: the writer takes the first queued append, then everything else already
+queued up to `batch_bytes`, and hands the batch to its I/O thread as one pwrite + one fdatasync. While that
+runs, new appends queue up and form the next batch, so batches grow exactly as fast as the disk is slow.
+
+LSNs are assigned when a batch is formed, never before, so a batch that fails to write (disk full, EIO)
+leaves no gap: its LSNs go to the next batch. A failed fdatasync is fatal; run() raises it.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from wal.appender import CommitResult, SegmentAppender
+from wal.codec import FRAME_HEADER_SIZE, MAX_PAYLOAD_BYTES, MAX_RECORD_TYPE
+from wal.errors import WalClosedError, WalError, WalFatalError
+from wal.fs import FileSystem, OsFileSystem
+from wal.iothread import IoThread
+from wal.recover import RecoveryReport, open_log
+from wal.segment import DEFAULT_SEGMENT_BYTES, SEGMENT_HEADER_SIZE
+from wal.watermark import Watermark
+
+DEFAULT_BATCH_BYTES = 1 * 2**20
+DEFAULT_QUEUE_SIZE = 4096
+
+
+class _PendingAppend:
+    """One append's request and its one-shot reply. A plain slotted class: this is the per-record hot path."""
+
+    __slots__ = ("done", "error", "lsn", "payload", "record_type")
+
+    def __init__(self, record_type: int, payload: bytes) -> None:
+        self.record_type = record_type
+        self.payload = payload
+        self.done = anyio.Event()
+        self.lsn = 0
+        self.error: BaseException | None = None
+
+
+def _fresh(error: BaseException) -> BaseException:
+    """A copy to raise in one waiting task: one exception object raised in many tasks would pile all
+    their tracebacks onto it."""
+    clone = copy.copy(error)
+    clone.__cause__ = error.__cause__
+    return clone
+
+
+class WalWriter:
+    def __init__(
+        self,
+        wal_dir: Path | str,
+        *,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        preallocate: bool = True,
+        fs: FileSystem | None = None,
+    ) -> None:
+        if segment_bytes < SEGMENT_HEADER_SIZE + FRAME_HEADER_SIZE:
+            raise ValueError(f"segment_bytes={segment_bytes} cannot hold a header and one frame")
+        if batch_bytes < 1 or queue_size < 1:
+            raise ValueError("batch_bytes and queue_size must be positive")
+        self.wal_dir = Path(wal_dir)
+        self.segment_bytes = segment_bytes
+        self.batch_bytes = batch_bytes
+        self.preallocate = preallocate
+        self._fs: FileSystem = fs if fs is not None else OsFileSystem()
+        self._send, self._receive = anyio.create_memory_object_stream[_PendingAppend](queue_size)
+        #: Last LSN whose record is on disk (fdatasync returned).
+        self.durable = Watermark(0)
+        #: Last LSN of the newest sealed segment: what the backup shipper may take.
+        self.sealed = Watermark(0)
+        #: What opening the log found and repaired, once run() has started.
+        self.last_recovery: RecoveryReport | None = None
+        self._failure: BaseException | None = None
+        self._ran = False
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the writer stopped, if it stopped on an error."""
+        return self._failure
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        if self._ran:
+            raise RuntimeError("a WalWriter runs once; make a new one to reopen the log")
+        self._ran = True
+        io = IoThread()
+        appender = SegmentAppender(
+            self.wal_dir, self._fs, segment_bytes=self.segment_bytes, preallocate=self.preallocate
+        )
+        failure: Exception | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(io.serve)
+                try:
+                    report = await io.call(self._open, appender)
+                    self.last_recovery = report
+                    self.durable.advance(report.last_lsn)
+                    sealed = [s.last_lsn for s in report.segments[:-1] if s.last_lsn is not None]
+                    self.sealed.advance(max(sealed, default=0))
+                    task_status.started()
+                    await self._serve(io, appender)
+                except Exception as exc:
+                    # Raised below, outside the task group, so the caller sees the WalError itself rather
+                    # than an ExceptionGroup wrapping it.
+                    failure = exc
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await io.call(appender.close)
+                    io.stop()
+        finally:
+            self._failure = failure
+            self._refuse_queued()
+            io.close()
+        if failure is not None:
+            raise failure
+
+    def _open(self, appender: SegmentAppender) -> RecoveryReport:
+        report = open_log(self.wal_dir, repair=True, fs=self._fs)
+        appender.open(report)
+        return report
+
+    async def append(self, record_type: int, payload: bytes) -> int:
+        """Append one record; return its LSN once it is durable.
+
+        Raises WalWriteError if its batch could not be written (not in the log; appending again is safe),
+        WalFatalError/WalFsyncError if the writer failed (outcome unknown until restart recovery), and
+        WalClosedError if the writer is not running. If the caller is cancelled while waiting, the record
+        may still be written: cancellation, like a timeout, leaves the outcome unknown.
+        """
+        if not 1 <= record_type <= MAX_RECORD_TYPE:
+            raise ValueError(f"record type must be in 1..{MAX_RECORD_TYPE}, got {record_type}")
+        if type(payload) is not bytes:
+            payload = bytes(payload)  # the I/O thread reads it later: a mutable buffer could change under it
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        pending = _PendingAppend(record_type, payload)
+        try:
+            try:
+                self._send.send_nowait(pending)  # the common case: no extra trip through the event loop
+            except anyio.WouldBlock:
+                await self._send.send(pending)  # the queue is full: wait for room (backpressure)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise WalClosedError(
+                "the WAL writer is not running; the record was not written"
+            ) from self._failure
+        await pending.done.wait()
+        if pending.error is not None:
+            raise _fresh(pending.error)
+        return pending.lsn
+
+    async def _serve(self, io: IoThread, appender: SegmentAppender) -> None:
+        receive = self._receive
+        cap = self.batch_bytes
+        next_lsn = self.durable.value + 1
+        while True:
+            try:
+                first = receive.receive_nowait()
+            except anyio.WouldBlock:
+                first = await receive.receive()
+            batch = [first]
+            size = FRAME_HEADER_SIZE + len(first.payload)
+            while size < cap:
+                try:
+                    item = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    break
+                batch.append(item)
+                size += FRAME_HEADER_SIZE + len(item.payload)
+            records = [(p.record_type, p.payload) for p in batch]
+            try:
+                result = await io.call(appender.commit, next_lsn, records)
+            except BaseException as exc:  # a bug or a simulated crash in the I/O thread: nothing is known
+                error = WalFatalError(f"the WAL writer's I/O failed unexpectedly: {exc!r}")
+                error.__cause__ = exc
+                for pending in batch:
+                    pending.error = error
+                    pending.done.set()
+                raise
+            self._answer(batch, next_lsn, result)
+            next_lsn = result.durable_lsn + 1
+            if result.fatal:
+                assert result.error is not None
+                raise result.error
+
+    def _answer(self, batch: list[_PendingAppend], first_lsn: int, result: CommitResult) -> None:
+        acknowledged = result.durable_lsn - first_lsn + 1
+        if acknowledged > 0:
+            self.durable.advance(result.durable_lsn)
+        if result.sealed_lsn is not None:
+            self.sealed.advance(result.sealed_lsn)
+        lsn = first_lsn
+        for pending in batch[:acknowledged]:
+            pending.lsn = lsn
+            pending.done.set()
+            lsn += 1
+        for pending in batch[acknowledged:]:
+            pending.error = result.error or WalError("batch not written")
+            pending.done.set()
+
+    def _refuse_queued(self) -> None:
+        """Answer appends still queued and close the stream, so later appends fail at once. Runs with no
+        await in between, so nothing can slip into the queue after it was emptied."""
+        error = WalClosedError("the WAL writer stopped before taking this record; it was not written")
+        error.__cause__ = self._failure
+        receive: MemoryObjectReceiveStream[_PendingAppend] = self._receive
+        while True:
+            try:
+                pending = receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            pending.error = error
+            pending.done.set()
+        receive.close()
