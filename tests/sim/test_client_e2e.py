@@ -218,7 +218,7 @@ async def test_invalid_session_leads_to_a_fresh_identify_and_ready(sim: SimServe
     assert sim.stats.resumes == []
 
 
-async def test_a_dropped_session_or_a_zombie_connection_recover(sim: SimServer) -> None:
+async def test_a_dropped_session_a_zombie_connection_and_op_7_are_recovered_from(sim: SimServer) -> None:
     sim.add_guild("PipVault")
     log = EventLog()
     async with running_client(sim, listeners=log.listeners(Ready, Resume)):
@@ -229,6 +229,10 @@ async def test_a_dropped_session_or_a_zombie_connection_recover(sim: SimServer) 
         await sim.wait_resumed(timeout=5)
         await log.wait_for(Resume)
         sim.set_heartbeat_acks(True)
+        await sim.request_reconnect()  # op 7: reconnect to resume_gateway_url and resume
+        await sim.wait_resumed(2, timeout=5)
+        await log.wait_for(Resume, 2)
+    assert sim.stats.identifies == 2 and sim.stats.reconnects_requested == 1
 
 
 async def test_a_gateway_outage_makes_astart_return_after_the_failed_reconnect(sim: SimServer) -> None:

@@ -44,6 +44,15 @@ async def test_requests_without_the_bot_token_are_refused(
     sim.stats.unhandled_requests.clear()
 
 
+async def test_a_rest_outage_answers_502(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    sim.set_outage(rest=True)
+    async with http.get(f"{sim.base_url}/users/@me", headers=bot_headers(sim)) as response:
+        assert response.status == 502
+    sim.set_outage(rest=False)
+    async with http.get(f"{sim.base_url}/users/@me", headers=bot_headers(sim)) as response:
+        assert response.status == 200
+
+
 async def test_guild_invites_show_uses_limits_expiry_and_inviter(
     sim: SimServer, http: aiohttp.ClientSession
 ) -> None:
