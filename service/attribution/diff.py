@@ -78,6 +78,7 @@ class UseSlot:
     invite: InviteState | None = None
     uses_before: int | None = None
     uses_after: int | None = None
+    wide_start: float | None = None  # MAX narrowed to its INVITE_DELETE: where the uses could start otherwise
 
     def reachable_from(self, lo: float, hi: float) -> bool:
         """Could a join whose use happened somewhere in [lo, hi] have filled this slot?"""
@@ -85,8 +86,9 @@ class UseSlot:
 
     def relaxed(self) -> UseSlot:
         """The same slot without its lower bound: its uses may belong to joins nobody saw."""
-        if self.kind is SlotKind.MAX:
-            return attrs.evolve(self, kind=SlotKind.VANISHED, low=0)
+        if self.kind is SlotKind.MAX:  # then deleted by hand: used or not before its deletion, not after
+            start = self.start if self.wide_start is None else self.wide_start
+            return attrs.evolve(self, kind=SlotKind.VANISHED, low=0, start=start, wide_start=None)
         return attrs.evolve(self, low=0)
 
 
@@ -188,7 +190,9 @@ def _vanished(
         # Discord deletes an invite at its last use; the INVITE_DELETE then arrives within `latency`.
         max_start, max_end = max(start, deleted_at - bounds.latency), min(end, deleted_at)
         if max_start < max_end:
-            return [UseSlot(code, SlotKind.MAX, 1, 1, max_start, max_end, invite, uses, uses + 1)]
+            return [UseSlot(code, SlotKind.MAX, 1, 1, max_start, max_end, invite, uses, uses + 1, start)]
+    if deleted_at is not None and start < deleted_at:
+        end = min(end, deleted_at)  # nobody used it after it was deleted
     return [UseSlot(code, SlotKind.VANISHED, 0, room, start, end, invite, uses, None)]
 
 

@@ -100,7 +100,7 @@ def solve(
         if possible is not None:
             slots = attempt
             break
-    assert possible is not None, "with every lower bound lifted, some assignment always exists"
+    assert possible is not None, "with every bound lifted, every join fits somewhere"
     closed = _closed(keys, slots)
     sole: dict[int, list[Join]] = {}  # joins that fill one and the same slot in every assignment
     for key, found_possible in zip(keys, possible, strict=True):
@@ -125,12 +125,14 @@ def solve(
 
 
 def _relaxations(slots: list[UseSlot]) -> list[list[UseSlot]]:
-    """The slots as they are; then without the max_uses assumption; then with no lower bound at all (the
-    counts contradict what the core saw: a join it never heard of, so no count can be trusted)."""
+    """The slots as they are; then without the max_uses assumption; then with no lower bound (the counts
+    contradict what the core saw: a join it never heard of, so no count can be trusted); then with no bound
+    at all (even the log's own records do not fit: never fail, only credit nobody from such counts)."""
     return [
         slots,
         [s.relaxed() if s.kind is SlotKind.MAX else s for s in slots],
         [s.relaxed() if s.low > 0 else s for s in slots],
+        [attrs.evolve(s.relaxed(), high=None) for s in slots],
     ]
 
 
