@@ -1,0 +1,132 @@
+"""The feasibility solver and the snapshot comparison, on hand-made cases."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from service.attribution.diff import Observation, SeenCreate, SlotKind, TimingBounds, UseSlot, build_slots
+from service.attribution.solver import possible_options
+from service.records import InviteState
+
+NONE = 0  # slot 0 is "no invite" in these cases: unbounded
+
+
+def brute_force(
+    classes: list[tuple[tuple[int, ...], int]], bounds: list[tuple[int, int | None]]
+) -> list[set[int]] | None:
+    members = [options for options, count in classes for _ in range(count)]
+    owner = [index for index, (_, count) in enumerate(classes) for _ in range(count)]
+    found: list[set[int]] = [set() for _ in classes]
+    feasible = False
+    for choice in itertools.product(*members):
+        filled = [choice.count(slot) for slot in range(len(bounds))]
+        if all(
+            low <= n and (high is None or n <= high) for n, (low, high) in zip(filled, bounds, strict=True)
+        ):
+            feasible = True
+            for who, slot in zip(owner, choice, strict=True):
+                found[who].add(slot)
+    return found if feasible else None
+
+
+def test_one_join_and_one_rise_is_exact() -> None:
+    assert possible_options([((0, 1), 1)], [(0, None), (1, 1)]) == [{1}]
+
+
+def test_two_joins_two_rises_on_two_invites_are_ambiguous() -> None:
+    assert possible_options([((0, 1, 2), 2)], [(0, None), (1, 1), (1, 1)]) == [{1, 2}]
+
+
+def test_a_join_that_alone_can_fill_a_slot_pins_the_other() -> None:
+    # j1 can reach A or B, j2 only A: j2 takes A, so j1 must be B.
+    result = possible_options([((0, 1, 2), 1), ((0, 1), 1)], [(0, None), (1, 1), (1, 1)])
+    assert result == [{2}, {1}]
+
+
+def test_contradicting_counts_are_infeasible() -> None:
+    assert possible_options([((0, 1), 1)], [(0, None), (2, 2)]) is None
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_solver_agrees_with_brute_force(seed: int) -> None:
+    rng = random.Random(seed)
+    n_slots = rng.randint(1, 4)
+    bounds: list[tuple[int, int | None]] = [(0, None)]
+    for _ in range(n_slots):
+        low = rng.randint(0, 2)
+        bounds.append((low, rng.choice([low, low + 1, None])))
+    classes = []
+    for _ in range(rng.randint(1, 3)):
+        options = tuple(sorted({0, *rng.sample(range(1, n_slots + 1), rng.randint(0, n_slots))}))
+        if rng.random() < 0.3:
+            options = options[1:] or (0,)
+        classes.append((options, rng.randint(1, 2)))
+    assert possible_options(classes, bounds) == brute_force(classes, bounds)
+
+
+def invite(code: str, uses: int, **fields: object) -> InviteState:
+    return InviteState(code=code, uses=uses, **fields)  # type: ignore[arg-type]
+
+
+def obs(
+    t: float, *invites: InviteState, vanity: int | None = None, vanity_code: str | None = None
+) -> Observation:
+    return Observation({i.code: i for i in invites}, vanity_code, vanity, t, t + 0.2)
+
+
+BOUNDS = TimingBounds(latency=3.0, skew=1.0)
+
+
+def kinds(slots: list[UseSlot]) -> dict[str, tuple[SlotKind, int, int | None]]:
+    special = (SlotKind.NONE, SlotKind.PRE, SlotKind.FUTURE)
+    return {s.label: (s.kind, s.low, s.high) for s in slots if s.kind not in special}
+
+
+def test_diff_names_each_kind_of_change() -> None:
+    before = obs(0, invite("A", 3), invite("M", 4, max_uses=5), invite("D", 1, max_uses=10), invite("U", 0))
+    after = obs(10, invite("A", 5), invite("N", 1), invite("U", 0))
+    slots = build_slots(before, [after], {}, {}, [], BOUNDS)
+    assert kinds(slots) == {
+        "A": (SlotKind.EXACT, 2, 2),
+        "N": (SlotKind.NEW, 1, 1),
+        "M": (SlotKind.MAX, 1, 1),
+        "D": (SlotKind.VANISHED, 0, 9),
+    }
+
+
+def test_diff_counts_vanity_rises_and_treats_unknown_vanity_counts_as_open() -> None:
+    fetches = [obs(10, vanity=7, vanity_code="pip"), obs(20, vanity=None, vanity_code="pip")]
+    slots = build_slots(obs(0, vanity=5, vanity_code="pip"), fetches, {}, {}, [], BOUNDS)
+    vanity = [(s.low, s.high) for s in slots if s.kind is SlotKind.VANITY]
+    assert vanity == [(2, 2), (0, None)]
+
+
+def test_diff_max_slot_follows_the_invite_delete_and_an_early_deletion_is_not_a_use() -> None:
+    before, after = obs(0, invite("M", 0, max_uses=1)), obs(100, invite("A", 0))
+    near = build_slots(before, [after], {}, {"M": 50.0}, [], BOUNDS)
+    (slot,) = [s for s in near if s.label == "M"]
+    assert (slot.kind, slot.start, slot.end) == (SlotKind.MAX, 47.0, 50.0)
+    early = build_slots(before, [after], {}, {"M": -5.0}, [], BOUNDS)
+    assert [s.kind for s in early if s.label == "M"] == [SlotKind.VANISHED]
+
+
+def test_diff_an_expired_invite_one_use_short_is_only_a_candidate() -> None:
+    from datetime import UTC, datetime
+
+    expiry = datetime.fromtimestamp(5, UTC)
+    slots = build_slots(obs(0, invite("X", 0, max_uses=1, expires_at=expiry)), [obs(10)], {}, {}, [], BOUNDS)
+    assert kinds(slots) == {"X": (SlotKind.VANISHED, 0, 1)}
+
+
+def test_diff_an_announced_invite_that_vanished_before_any_fetch_listed_it() -> None:
+    created = SeenCreate(invite("ONE", 0, max_uses=1), arrived=3.0)
+    slots = build_slots(obs(0), [obs(10)], {"ONE": created}, {}, [], BOUNDS)
+    assert kinds(slots) == {"ONE": (SlotKind.MAX, 1, 1)}
+
+
+def test_diff_blind_time_lifts_every_lower_bound_it_touches() -> None:
+    slots = build_slots(obs(0, invite("A", 0)), [obs(10, invite("A", 2))], {}, {}, [(4.0, 6.0)], BOUNDS)
+    assert kinds(slots) == {"A": (SlotKind.EXACT, 0, 2)}
