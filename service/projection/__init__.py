@@ -1,0 +1,86 @@
+"""The SQLite projection of the write-ahead log (DESIGN.md: "the log is the truth").
+
+- `schema`: DDL, `PRAGMA user_version` migrations, `open_database`, typed errors for files to rebuild;
+- `apply`: `apply_batch` (one transaction per batch, idempotent by LSN) and `rebuild_apply`;
+- `rebuild`: `rebuild_database`, the fast path that builds a fresh file from the whole log;
+- `queries`: what staff commands, the CLI and metrics read;
+- `export`: streaming CSV and JSON Lines.
+
+All functions are synchronous on an apsw connection; the actors run them in worker threads. The names
+below are the package's API; the modules' other names are for the package itself and its tests.
+"""
+
+from __future__ import annotations
+
+from service.projection.apply import LsnGapError, applied_lsn, apply_batch, rebuild_apply
+from service.projection.export import COLUMNS as EXPORT_COLUMNS
+from service.projection.export import export_csv, export_jsonl, unescape_csv_cell
+from service.projection.queries import (
+    Erasure,
+    InviteComparison,
+    JoinCursor,
+    JoinEntry,
+    JoinPage,
+    MemberEvent,
+    MemberState,
+    ProjectionStats,
+    StaffPeriodCount,
+    StaffProfile,
+    UserLookup,
+    dump_tables,
+    invite_comparison,
+    join_logs,
+    lookup_user,
+    projection_digest,
+    staff_counts,
+    staff_profile,
+    stats,
+)
+from service.projection.rebuild import rebuild_database
+from service.projection.schema import (
+    ERASED,
+    SCHEMA_VERSION,
+    NotAProjectionError,
+    ProjectionSchemaError,
+    SchemaTooNewError,
+    open_database,
+    open_read_connection,
+)
+
+__all__ = [
+    "ERASED",
+    "EXPORT_COLUMNS",
+    "SCHEMA_VERSION",
+    "Erasure",
+    "InviteComparison",
+    "JoinCursor",
+    "JoinEntry",
+    "JoinPage",
+    "LsnGapError",
+    "MemberEvent",
+    "MemberState",
+    "NotAProjectionError",
+    "ProjectionSchemaError",
+    "ProjectionStats",
+    "SchemaTooNewError",
+    "StaffPeriodCount",
+    "StaffProfile",
+    "UserLookup",
+    "applied_lsn",
+    "apply_batch",
+    "dump_tables",
+    "export_csv",
+    "export_jsonl",
+    "invite_comparison",
+    "join_logs",
+    "lookup_user",
+    "open_database",
+    "open_read_connection",
+    "projection_digest",
+    "rebuild_apply",
+    "rebuild_database",
+    "staff_counts",
+    "staff_profile",
+    "stats",
+    "unescape_csv_cell",
+]

@@ -1,0 +1,121 @@
+"""Rebuilding the projection from the whole log into a fresh file: the fast path of `recovery rebuild`.
+
+The result is the database `apply_batch` would have built from the same records (the tests compare the
+`dump_tables` of both), only built faster, because nothing in it needs to survive a crash until it is
+complete:
+
+- the file is a temporary one beside the target, written with journal_mode=OFF and synchronous=OFF and an
+  exclusive lock; a crash leaves only a temporary file, removed by the next rebuild;
+- the secondary indexes of joins and leaves are dropped while loading and built once at the end (a sort
+  instead of a million random B-tree inserts); the first erasure in the log brings them back early,
+  because redacting a user's rows needs them;
+- the members table is not upserted per record but derived from joins and leaves at the end
+  (`derive_members`);
+- transactions hold `batch_size` records instead of one applier batch.
+
+When complete, the file is switched to WAL mode, closed, fsynced and renamed over the target, and the
+directory is fsynced. The caller must have closed every connection to the target first (the applier and
+the readers are stopped during a rebuild): a stale `-wal` file of the old database is deleted before the
+rename, since SQLite would otherwise replay it into the new file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import apsw
+
+from service.projection.apply import apply_entries, continue_from, derive_members, set_applied_lsn
+from service.projection.schema import migrate
+from service.records import Record
+
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _remove_with_side_files(path: Path) -> None:
+    for name in (path.name, *(path.name + suffix for suffix in _SIDE_FILES)):
+        (path.parent / name).unlink(missing_ok=True)
+
+
+def _fsync_path(path: Path, *, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _DeferredIndexes:
+    """The secondary indexes of the tables a rebuild loads, dropped now and created again on demand."""
+
+    def __init__(self, conn: apsw.Connection) -> None:
+        self._conn = conn
+        # sql IS NULL marks the automatic indexes of primary keys, which stay.
+        found = conn.execute(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL "
+            "AND tbl_name IN ('joins', 'leaves') ORDER BY name"
+        ).fetchall()
+        for name, _sql in found:
+            conn.execute(f'DROP INDEX "{name}"')
+        self._definitions: list[str] = [str(sql) for _name, sql in found]
+
+    def restore(self) -> None:
+        for sql in self._definitions:
+            self._conn.execute(sql)
+        self._definitions = []
+
+
+def rebuild_database(
+    path: str | os.PathLike[str], entries: Iterable[tuple[int, Record]], *, batch_size: int = 50_000
+) -> int:
+    """Build the projection of `entries` (the whole log, from LSN 1, without gaps) and put it at `path`.
+
+    Replaces any database at `path` only once the new one is complete. Returns the applied LSN.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    target = Path(path)
+    building = target.with_name(target.name + ".rebuilding")
+    _remove_with_side_files(building)
+    conn = apsw.Connection(str(building))
+    try:
+        conn.pragma("journal_mode", "off")
+        conn.pragma("synchronous", "off")
+        conn.pragma("locking_mode", "exclusive")
+        # A small page cache on purpose: CREATE INDEX sorts in chunks of the cache size, and small chunks
+        # merged by two sorter threads beat one big in-memory sort (measured: 1.8 s against 3.1 s for the
+        # four join indexes at a million rows with a 32 MB cache). Reads go through mmap instead.
+        conn.pragma("cache_size", -2_000)
+        conn.pragma("threads", 2)
+        conn.pragma("mmap_size", 1 << 30)
+        migrate(conn)
+        with conn:
+            indexes = _DeferredIndexes(conn)
+        applied = 0
+        iterator = iter(entries)
+        while batch := list(itertools.islice(iterator, batch_size)):
+            with conn:
+                todo = continue_from(batch, applied)
+                if todo:
+                    apply_entries(conn, todo, maintain_members=False, before_erasure=indexes.restore)
+                    applied = todo[-1][0]
+                    set_applied_lsn(conn, applied)
+        indexes.restore()
+        with conn:
+            derive_members(conn)
+        conn.pragma("locking_mode", "normal")
+        conn.pragma("journal_mode", "wal")  # persisted in the header: the applier opens it in WAL mode
+    except BaseException:
+        conn.close()
+        _remove_with_side_files(building)
+        raise
+    conn.close()
+    _fsync_path(building)
+    for suffix in _SIDE_FILES:
+        Path(str(target) + suffix).unlink(missing_ok=True)
+    os.replace(building, target)
+    _fsync_path(target.parent, directory=True)
+    return applied
