@@ -122,6 +122,7 @@ class SegmentAppender:
             # hears of the failure: a record reported as not written must not come back after a power cut.
             try:
                 self._fs.ftruncate(self._fd, offset)
+                self._reserve(self._fd)  # the cut also dropped the preallocated space; take it back if we can
                 self._fs.fdatasync(self._fd)
             except OSError as again:
                 raise WalFatalError(

@@ -7,7 +7,6 @@ it may be a write in progress and are left alone.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,9 +14,9 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from wal.codec import Frame, FrameDecoder, FrameError, NeedMore
+from wal.codec import FLAG_BATCH_START, Frame, FrameDecoder, FrameError, NeedMore
 from wal.errors import WalCorruption, WalFormatError
-from wal.recover import find_later_batch_start
+from wal.recover import FREE_SPACE_KINDS, find_later_batch_start, zeros_to_end
 from wal.segment import (
     SEGMENT_HEADER_SIZE,
     HeaderProblem,
@@ -41,10 +40,16 @@ class LogEntry:
     payload: bytes
     segment: str
     offset: int
+    flags: int = 0
+
+    @property
+    def batch_start(self) -> bool:
+        """The first record of one write + fdatasync (group commit) of the writer."""
+        return bool(self.flags & FLAG_BATCH_START)
 
     @classmethod
     def from_frame(cls, frame: Frame, segment: str) -> LogEntry:
-        return cls(frame.lsn, frame.record_type, frame.payload, segment, frame.offset)
+        return cls(frame.lsn, frame.record_type, frame.payload, segment, frame.offset, frame.flags)
 
 
 def _header_ok(path: Path, first_lsn: int, *, is_last: bool) -> bool:
@@ -81,6 +86,7 @@ def iter_frames(wal_dir: Path | str, from_lsn: int = 1, *, to_lsn: int | None = 
     start = max(i for i, (first, _) in enumerate(files) if first <= from_lsn)
     expected = files[start][0]
     seen = expected - 1
+    end = SEGMENT_HEADER_SIZE  # where the last record read ends
     index = start
     while index < len(files):
         first_lsn, path = files[index]
@@ -93,30 +99,32 @@ def iter_frames(wal_dir: Path | str, from_lsn: int = 1, *, to_lsn: int | None = 
         try:
             if _header_ok(path, first_lsn, is_last=is_last):
                 for frame in read_frames(path, offset=SEGMENT_HEADER_SIZE, expected_lsn=first_lsn):
-                    seen = frame.lsn
+                    seen, end = frame.lsn, frame.end
                     if to_lsn is not None and frame.lsn > to_lsn:
                         return
                     if frame.lsn >= from_lsn:
                         yield LogEntry.from_frame(frame, path.name)
         except FrameError as err:
-            if not is_last or (to_lsn is not None and seen < to_lsn):
-                raise WalCorruption(path.name, err.offset, err.lsn, str(err)) from err
-            if to_lsn is None:
-                later = find_later_batch_start(path, err.offset, seen + 1)
-                if later is not None:
-                    reason = f"{err}; a later write (LSN {later.lsn}) follows it"
-                    raise WalCorruption(path.name, err.offset, err.lsn, reason) from err
-            return  # a torn tail, or a write in progress beyond to_lsn
+            at_free_space = is_last and err.reason in FREE_SPACE_KINDS and zeros_to_end(path, err.offset)
+            if not at_free_space:
+                if not is_last or (to_lsn is not None and seen < to_lsn):
+                    raise WalCorruption(path.name, err.offset, err.lsn, str(err)) from err
+                if to_lsn is None:
+                    later = find_later_batch_start(path, err.offset, seen + 1)
+                    if later is not None:
+                        reason = f"{err}; a later write (LSN {later.lsn}) follows it"
+                        raise WalCorruption(path.name, err.offset, err.lsn, reason) from err
+                return  # a torn tail, or a write in progress beyond to_lsn
         expected = seen + 1
         index += 1
+        end = SEGMENT_HEADER_SIZE if index < len(files) else end
         if index == len(files) and (to_lsn is None or seen < to_lsn):
             # A live log may have rolled over since the listing; pick up segments created meanwhile.
             files = files[:index] + [f for f in list_segment_files(wal_dir) if f[0] > first_lsn]
     if to_lsn is not None and seen < to_lsn:
-        last = files[-1][1].name
         raise WalCorruption(
-            last,
-            os.path.getsize(files[-1][1]),
+            files[-1][1].name,
+            end,
             seen + 1,
             f"the log ends at LSN {seen}, but LSN {to_lsn} was acknowledged",
         )

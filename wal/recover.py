@@ -43,7 +43,7 @@ _TEARABLE = frozenset(
     }
 )
 # How free space looks to the decoder: the active segment is preallocated, so it ends in zeros.
-_ZERO_START = frozenset({FrameErrorKind.ZEROED, FrameErrorKind.TRUNCATED_HEADER})
+FREE_SPACE_KINDS = frozenset({FrameErrorKind.ZEROED, FrameErrorKind.TRUNCATED_HEADER})
 _FLAGS_FIELD = (FLAG_BATCH_START).to_bytes(2, "little")
 _FLAGS_OFFSET = 18  # of the flags field inside a frame header
 
@@ -116,7 +116,7 @@ def find_later_batch_start(path: Path, after: int, min_lsn: int) -> Frame | None
         position = candidate + 1
 
 
-def _zeros_to_end(path: Path, offset: int) -> bool:
+def zeros_to_end(path: Path, offset: int) -> bool:
     """Every byte from `offset` to the end of the file is zero."""
     zeros = bytes(1 << 20)
     with open(path, "rb") as f:
@@ -157,7 +157,7 @@ def _classify(
     err = scan.frame_error
     if err is None:
         return SegmentStatus.OK, None, None, None
-    if is_last and err.reason in _ZERO_START and _zeros_to_end(scan.path, err.offset):
+    if is_last and err.reason in FREE_SPACE_KINDS and zeros_to_end(scan.path, err.offset):
         return SegmentStatus.OK, None, None, None  # preallocated space the log has not reached yet
     reason = f"{err.reason.value}" + (f" ({err.detail})" if err.detail else "")
     if not is_last:
@@ -177,15 +177,18 @@ def _classify(
     return SegmentStatus.TORN_TAIL, reason, None, torn
 
 
-def inspect_log(wal_dir: Path) -> LogInspection:
-    """Scan every segment read-only and classify what is found; see the module docstring for the rule."""
+def inspect_log(wal_dir: Path, *, only_last: bool = False) -> LogInspection:
+    """Scan every segment read-only and classify what is found; see the module docstring for the rule.
+    With `only_last`, just the last segment (and no check of the LSN chain before it)."""
     wal_dir = Path(wal_dir)
     files = list_segment_files(wal_dir)
+    expected: int | None = 1  # the LSN the next segment must start with; None after a damaged one
+    if only_last and files:
+        files, expected = files[-1:], None
     temp_files = tuple(sorted(wal_dir.glob(f"*{SEGMENT_SUFFIX}{TEMP_SUFFIX}"))) if wal_dir.is_dir() else ()
     infos: list[SegmentInfo] = []
     corruption: WalCorruption | WalFormatError | None = None
     torn: TornTail | None = None
-    expected: int | None = 1  # the LSN the next segment must start with; None after a damaged one
     readable_to = 0  # last LSN readable from LSN 1 with nothing missing or damaged before it
     intact = True
     for index, (first_lsn, path) in enumerate(files):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from wal.appender import CommitResult, SegmentAppender
@@ -165,6 +166,9 @@ class WalWriter:
         cap = self.batch_bytes
         next_lsn = self.durable.value + 1
         while True:
+            # Neither receive_nowait nor the shielded I/O below is a cancellation point; without this a
+            # writer kept busy by producers would never notice it was told to stop.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             try:
                 first = receive.receive_nowait()
             except anyio.WouldBlock:
