@@ -365,21 +365,27 @@ def invite_comparison(
                 (guild_id,),
             )
         )
+        # The snapshot knows each listed code's inviter, even of codes nobody joined through yet.
         inviters: dict[str, tuple[str | None, str | None]] = {
-            code: (staff_id, name)
-            for code, staff_id, name, _lsn in _rows(
+            code: (inviter_id, inviter_name)
+            for code, inviter_id, inviter_name in _rows(
                 conn,
-                # the staff credited on the code's latest crediting join (bare columns of max())
-                "SELECT invite_code, staff_id, staff_username, max(lsn) FROM joins WHERE guild_id = ? "
-                "AND invite_code IS NOT NULL AND staff_id IS NOT NULL GROUP BY invite_code",
+                "SELECT code, inviter_id, inviter_name FROM snapshot_invites "
+                "WHERE guild_id = ? AND inviter_id IS NOT NULL",
                 (guild_id,),
             )
         }
-        for code, inviter_id, inviter_name in conn.execute(
-            "SELECT code, inviter_id, inviter_name FROM snapshot_invites WHERE guild_id = ?", (guild_id,)
-        ):
-            if inviter_id is not None:  # the snapshot knows the inviter even of codes nobody used yet
-                inviters[code] = (inviter_id, inviter_name)
+        # Codes gone from the snapshot: the staff credited on the code's latest crediting join (one
+        # short walk back along joins_by_code per code).
+        for code in sorted(set(ledger) - set(inviters)):
+            credited = _rows(
+                conn,
+                "SELECT staff_id, staff_username FROM joins WHERE guild_id = ? AND invite_code = ? "
+                "AND staff_id IS NOT NULL ORDER BY timestamp_us DESC, lsn DESC LIMIT 1",
+                (guild_id, code),
+            )
+            if credited:
+                inviters[code] = credited[0]
     rows = []
     for code in sorted(set(ledger) | set(discord_uses)):
         uses = discord_uses.get(code)

@@ -115,8 +115,9 @@ _V1 = Migration(
             erased_lsn INTEGER
         )""",
         # Every index ends in the rowid (the lsn), which gives the (time, lsn) order of keyset pagination.
-        # The user index stays short (no time): it takes random inserts, and one user has few joins.
-        "CREATE INDEX joins_by_user ON joins (guild_id, user_id)",
+        # Time in the user index too: without it SQLite's planner prefers walking joins_by_time for the
+        # ORDER BY and filtering the whole guild by user.
+        "CREATE INDEX joins_by_user ON joins (guild_id, user_id, timestamp_us)",
         "CREATE INDEX joins_by_time ON joins (guild_id, timestamp_us)",
         # Partial: unattributed joins need no entry.
         "CREATE INDEX joins_by_code ON joins (guild_id, invite_code, timestamp_us) "
