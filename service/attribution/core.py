@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 
 import attrs
 
+from service.attribution.clock import ClockOffset
 from service.attribution.config import AttributionConfig
 from service.attribution.diff import (
     NONE_LABEL,
@@ -86,14 +87,14 @@ def _dt(ts: float) -> datetime:
 
 
 class GuildAttribution:
-    def __init__(self, guild_id: str, config: AttributionConfig) -> None:
+    def __init__(self, guild_id: str, config: AttributionConfig, clock: ClockOffset | None = None) -> None:
         self.guild_id = guild_id
         self.config = config
         self.guild_name = ""
         self.vanity_code: str | None = None
         self._latency = config.gateway_latency.total_seconds()
         self._skew = config.clock_skew.total_seconds()
-        self._bounds = TimingBounds(self._latency, self._skew)
+        self._clock = clock or ClockOffset(self._latency, self._skew)  # shared by the guilds of one bot
         self._wait = config.max_join_wait.total_seconds()
         self._now = -math.inf
         self._now_dt = datetime.min.replace(tzinfo=UTC)
@@ -269,8 +270,7 @@ class GuildAttribution:
                 return
             if present.joined_at is None and abs(present.arrival - joined) <= self._latency + self._skew + 1:
                 return
-        window = (joined - self._skew, min(joined + self._skew, self._now))
-        self._add_join(member, Origin.OFFLINE, joined, window)
+        self._add_join(member, Origin.OFFLINE, joined, (joined, joined))
 
     def _on_join(self, member: MemberInfo) -> None:
         joined = member.joined_at.timestamp() if member.joined_at is not None else None
@@ -284,10 +284,9 @@ class GuildAttribution:
                     return
             elif self._now - present.arrival <= self.config.duplicate_window.total_seconds():
                 return
-        lo, hi = self._now - self._latency, self._now
-        if joined is not None and max(lo, joined - self._skew) <= min(hi, joined + self._skew):
-            lo, hi = max(lo, joined - self._skew), min(hi, joined + self._skew)
-        self._add_join(member, Origin.LIVE, joined, (lo, hi))
+        if joined is not None:
+            self._clock.observe(joined, self._now)
+        self._add_join(member, Origin.LIVE, joined, (self._now - self._latency, self._now))
 
     def _add_join(
         self, member: MemberInfo, origin: Origin, joined: float | None, window: tuple[float, float]
@@ -303,6 +302,7 @@ class GuildAttribution:
             member.joined_at or self._now_dt, member.bot, rejoin, member.flags, origin is Origin.OFFLINE,
         )  # fmt: skip
         join = Join(self._seq, origin, facts, joined, self._now, *window)
+        join.lo, join.hi = self._window(join)
         self._joins.append(join)
         self._queue.append(join)
         if member.bot and not self.config.bots_use_invites:
@@ -366,7 +366,22 @@ class GuildAttribution:
             self._fetches.append(obs)
         self._refresh = False
 
+    def _window(self, join: Join) -> tuple[float, float]:
+        """When (bot clock) a join's invite use can have happened, from what is known of the clocks now."""
+        if join.origin is Origin.RESTORED or join.joined_at is None:
+            return join.lo, join.hi
+        low, high = self._clock.bounds()
+        lo, hi = join.joined_at - high, join.joined_at - low
+        if join.origin is Origin.OFFLINE:
+            return lo, min(hi, join.arrival)
+        # A live join also used its invite no later than its event arrived, and at most `latency` before.
+        lo, hi = max(lo, join.arrival - self._latency), min(hi, join.arrival)
+        return (lo, hi) if lo <= hi else (join.arrival - self._latency, join.arrival)
+
     def _advance(self) -> None:
+        for join in self._joins:
+            if join.record is None:  # the clock bounds only narrow: narrower windows tell more joins apart
+                join.lo, join.hi = self._window(join)
         now = self._now
         if (
             self._in_flight is not None
@@ -392,8 +407,9 @@ class GuildAttribution:
             self._out.append(FetchInvites(self.guild_id, self._request_id))
 
     def _decide(self, settled: int) -> None:
+        bounds = TimingBounds(self._latency, *self._clock.bounds())
         slots: list[UseSlot] = build_slots(
-            self._baseline, self._fetches[:settled], self._creates, self._deletes, self._blind, self._bounds
+            self._baseline, self._fetches[:settled], self._creates, self._deletes, self._blind, bounds
         )
         solve(
             self._joins,

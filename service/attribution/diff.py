@@ -95,7 +95,8 @@ class UseSlot:
 @attrs.frozen
 class TimingBounds:
     latency: float  # gateway_latency, seconds
-    skew: float  # clock_skew, seconds
+    offset_low: float  # Discord's clock minus the bot's is at least this (seconds)...
+    offset_high: float  # ...and at most this
 
 
 def build_slots(
@@ -133,13 +134,20 @@ def build_slots(
     for code, seen in creates.items():
         if code in listed:
             continue
-        # The first fetch asked after the INVITE_CREATE arrived would list the invite had it still existed.
-        after = next((k for k in range(1, len(chain)) if chain[k].requested >= seen.arrived), None)
-        if after is None:
+        # Created at or before `created_by`; the first fetch asked after that would list the invite had it
+        # still existed, so its uses (if any) lie between its creation and that fetch.
+        created_after, created_by = seen.arrived - bounds.latency, seen.arrived
+        if seen.invite.created_at is not None:
+            created_after = max(created_after, seen.invite.created_at.timestamp() - bounds.offset_high)
+            created_by = min(created_by, seen.invite.created_at.timestamp() - bounds.offset_low)
+        gone = next((obs for obs in chain if obs.requested >= created_by), None)
+        if gone is None:
             continue
-        start = max(chain[after - 1].requested, seen.arrived - bounds.latency)
-        end = chain[after].answered
-        slots.extend(_vanished(code, seen.invite, seen.invite.uses, start, end, deletes.get(code), bounds))
+        slots.extend(
+            _vanished(
+                code, seen.invite, seen.invite.uses, created_after, gone.answered, deletes.get(code), bounds
+            )
+        )
     last = chain[-1]
     slots.append(UseSlot(ANY_LABEL, SlotKind.FUTURE, 0, None, last.requested, math.inf))
     return [
@@ -165,7 +173,7 @@ def _new(
     if invite.uses <= 0:
         return []
     if invite.created_at is not None:  # nobody used it before it existed
-        start = max(start, invite.created_at.timestamp() - bounds.skew)
+        start = max(start, invite.created_at.timestamp() - bounds.offset_high)
     if created is not None:
         start = max(start, created.arrived - bounds.latency)
     return [UseSlot(code, SlotKind.NEW, invite.uses, invite.uses, start, end, invite, 0, invite.uses)]
@@ -183,7 +191,7 @@ def _vanished(
     room = invite.max_uses - uses if invite.max_uses > 0 else None
     if room is not None and room <= 0:
         return []  # already used up: its deletion took no use
-    expired = invite.expires_at is not None and invite.expires_at.timestamp() - bounds.skew <= end
+    expired = invite.expires_at is not None and invite.expires_at.timestamp() - bounds.offset_high <= end
     if room == 1 and not expired:
         if deleted_at is None:
             return [UseSlot(code, SlotKind.MAX, 1, 1, start, end, invite, uses, uses + 1)]

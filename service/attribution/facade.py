@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from service.attribution.clock import ClockOffset
 from service.attribution.config import AttributionConfig
 from service.attribution.core import DUE_SLACK, GuildAttribution
 from service.attribution.effects import Effect, WakeAt
@@ -18,6 +19,9 @@ class Attributor:
         self._guilds: dict[str, GuildAttribution] = {}
         self._wakes: dict[str, float] = {}
         self._announced: float | None = None
+        self._clock = ClockOffset(
+            self.config.gateway_latency.total_seconds(), self.config.clock_skew.total_seconds()
+        )
 
     def handle(self, event: Event) -> list[Effect]:
         """Feed one event; returns the effects to perform, in order (log records in the order to append)."""
@@ -48,7 +52,7 @@ class Attributor:
     def guild(self, guild_id: str) -> GuildAttribution:
         guild = self._guilds.get(guild_id)
         if guild is None:
-            guild = self._guilds[guild_id] = GuildAttribution(guild_id, self.config)
+            guild = self._guilds[guild_id] = GuildAttribution(guild_id, self.config, self._clock)
         return guild
 
     @property

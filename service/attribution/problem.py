@@ -28,7 +28,7 @@ class Join:
     facts: JoinFacts
     joined_at: float | None  # Discord's joined_at, POSIX seconds
     arrival: float  # bot clock
-    lo: float  # the invite use happened in [lo, hi] (bot clock)
+    lo: float  # the invite use happened in [lo, hi] (bot clock); see `GuildAttribution._window`
     hi: float
     fixed_label: str | None = None  # RESTORED: the invite the log credits (a label), None if it has none
     record: JoinRecorded | None = None  # set once decided
