@@ -123,20 +123,33 @@ class Outcome:
     records: tuple[Record, ...]
     core_seconds: float  # time spent inside Attributor.handle
     served: tuple[float, ...] = ()  # when Discord counted the invites of each fetch the bot got back
+    # code -> when it left the lists: by hand or expiry (hidden), or at its last use (used_up)
+    hidden: dict[str, float] = attrs.field(factory=dict)
+    used_up: dict[str, float] = attrs.field(factory=dict)
 
     def oracle_right(self) -> int:
         """Staffed joins an oracle could credit from the same fetches, knowing exactly which fetch counted
-        which join: those whose stretch between two counts holds no other human join with another source."""
+        which join: those whose stretch between two counts holds no other human join with another source,
+        and whose use shows in the counts: the invite is still listed at the count closing the stretch, or
+        was used up by this one join (deleted by hand, expired, or used up by several joins in one stretch,
+        an invite's last uses show in no count).
+        """
         cuts = sorted(self.served)
-        groups: dict[int, set[str | None]] = {}
+        groups: dict[int, list[str | None]] = {}
         for true in self.truth:
             if not true.bot:
-                groups.setdefault(bisect.bisect_left(cuts, true.t), set()).add(true.code)
-        return sum(
-            1
-            for true in self.truth
-            if true.staff_id is not None and groups[bisect.bisect_left(cuts, true.t)] == {true.code}
-        )
+                groups.setdefault(bisect.bisect_left(cuts, true.t), []).append(true.code)
+
+        def credited(true: TrueJoin) -> bool:
+            k = bisect.bisect_left(cuts, true.t)
+            if true.staff_id is None or k == len(cuts) or set(groups[k]) != {true.code}:
+                return False
+            code = true.code or ""
+            if self.hidden.get(code, math.inf) <= cuts[k]:
+                return False
+            return self.used_up.get(code, math.inf) > cuts[k] or groups[k].count(code) == 1
+
+        return sum(1 for true in self.truth if credited(true))
 
     def score(self) -> Score:
         by_key: dict[tuple[str, datetime], list[JoinRecorded]] = {}
@@ -223,6 +236,8 @@ class GuildSim:
         self.core_seconds = 0.0
         self.codes = 0
         self.served: list[float] = []
+        self.hidden: dict[str, float] = {}
+        self.used_up: dict[str, float] = {}
 
     # ------------------------------------------------------------- helpers
 
@@ -423,6 +438,7 @@ class GuildSim:
             staff_id = invite.inviter_id
             if invite.max_uses and invite.uses >= invite.max_uses:
                 invite.deleted = True  # Discord deletes an invite at its last use
+                self.used_up[code] = t
                 used_up = code
                 self.gateway(lambda now: InviteDeleted(GUILD, self.at(now), code=used_up))
         joined_at = self.discord(t)
@@ -464,6 +480,7 @@ class GuildSim:
         if candidates:
             invite = self.rng.choice(candidates)
             invite.deleted = True
+            self.hidden[invite.code] = self.now
             self.gateway(lambda now: InviteDeleted(GUILD, self.at(now), code=invite.code))
 
     # ------------------------------------------------------------- running
@@ -494,7 +511,20 @@ class GuildSim:
             self.now = max(self.now, t)
             action()
         joins = tuple(r for r in self.log if isinstance(r, JoinRecorded))
-        return Outcome(tuple(self.truth), joins, tuple(self.log), self.core_seconds, tuple(self.served))
+        for invite in self.invites.values():
+            if invite.expires_at is not None:
+                expired = invite.expires_at.timestamp() - T0.timestamp() - self.offset
+                self.hidden[invite.code] = min(self.hidden.get(invite.code, math.inf), expired)
+        served = tuple(self.served)
+        return Outcome(
+            tuple(self.truth),
+            joins,
+            tuple(self.log),
+            self.core_seconds,
+            served,
+            dict(self.hidden),
+            dict(self.used_up),
+        )
 
 
 def _poisson(rng: random.Random, mean_gap: float, end: float) -> list[float]:

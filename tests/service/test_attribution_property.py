@@ -9,6 +9,7 @@ up with exactly one record.
 
 from __future__ import annotations
 
+import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -73,6 +74,23 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     )
 
 
+@st.composite
+def churn_scenarios(draw: st.DrawFn) -> Scenario:
+    """Invites created, used up, deleted and expiring every few seconds, with events late by up to the
+    latency bound: where a use, its invite's creation and its deletion land relative to the fetches matters
+    most."""
+    base = draw(scenarios())
+    return attrs.evolve(
+        base,
+        max_uses_choices=(1, 1, 2, 0),
+        expiry_choices=(None, 3.0, 30.0),
+        create_every=draw(st.sampled_from([1.0, 3.0, 8.0])),
+        delete_every=draw(st.sampled_from([0.0, 5.0, 20.0])),
+        latency=(draw(st.floats(0.0, 1.0)), CONFIG.gateway_latency.total_seconds()),
+        rtt=(0.01, draw(st.sampled_from([0.1, 0.5]))),
+    )
+
+
 def check(score: Score) -> None:
     assert score.wrong == 0, f"{score.wrong} joins credited to the wrong staff member"
     assert score.precision == 1.0
@@ -86,6 +104,12 @@ def check(score: Score) -> None:
 def test_no_join_is_ever_credited_to_the_wrong_staff_member_and_every_join_is_recorded_once(
     scenario: Scenario,
 ) -> None:
+    check(GuildSim(scenario, CONFIG).run().score())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(churn_scenarios())
+def test_invite_churn_never_credits_the_wrong_staff_member(scenario: Scenario) -> None:
     check(GuildSim(scenario, CONFIG).run().score())
 
 

@@ -77,7 +77,7 @@ def obs(
     return Observation({i.code: i for i in invites}, vanity_code, vanity, t, t + 0.2)
 
 
-BOUNDS = TimingBounds(latency=3.0, skew=1.0)
+BOUNDS = TimingBounds(latency=3.0, offset_low=-1.0, offset_high=1.0)
 
 
 def kinds(slots: list[UseSlot]) -> dict[str, tuple[SlotKind, int, int | None]]:

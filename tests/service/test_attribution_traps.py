@@ -171,3 +171,18 @@ def test_joins_before_the_guild_is_available_still_get_a_record_and_credit_nobod
     g.join("u2", "A")
     g.run()
     assert g.record("u2").kind is Kind.EXACT
+
+
+def test_a_single_use_invite_used_up_before_its_invite_create_arrives_is_not_pinned_on_a_later_join() -> None:
+    # ONE is created and used up at once; its INVITE_CREATE arrives only after a fetch that no longer lists
+    # it. Its use lies between its creation and that fetch, so the discovery join after cannot be it.
+    g = ScriptedGuild((invite("A", 5, staff="1"),))
+    g.run(10)
+    g.create(invite("ONE", max_uses=1, staff="7"), event=2.0)
+    g.run(0.1)
+    g.join("u1", "ONE", delay=0.2, delete_event=2.5)
+    g.run(1.8)
+    g.join("u2", None, delay=0.1)
+    g.run()
+    assert g.record("u2").staff_id is None
+    assert (g.record("u1").kind, g.record("u1").staff_id) == (Kind.MAX_USES, "7")
