@@ -77,6 +77,7 @@ class PowerLossFileSystem:
         self._fd_inode: dict[int, int] = {}
         self._durable_names: dict[str, int] = {}
         self._calls_left: int | None = None
+        self._cut_at: tuple[str, int] | None = None  # (op, how many more of it may happen first)
         self.power_cut = False
         if self.directory.is_dir():  # what exists already is taken as durable
             for path in self.directory.iterdir():
@@ -92,19 +93,30 @@ class PowerLossFileSystem:
         with self._lock:
             self._calls_left = calls
 
+    def cut_power_at(self, op: str, skip: int = 0) -> None:
+        """Cut the power as the (skip+1)-th call of `op` from now begins, e.g. just before an fdatasync: the
+        moment when written bytes are most exposed."""
+        with self._lock:
+            self._cut_at = (op, skip)
+
     def cut_power(self) -> None:
         with self._lock:
             self.power_cut = True
 
-    def _gate(self) -> None:
+    def _gate(self, op: str) -> None:
         with self._lock:
             if not self.power_cut and self._calls_left is not None:
                 if self._calls_left <= 0:
                     self.power_cut = True
                 else:
                     self._calls_left -= 1
+            if not self.power_cut and self._cut_at is not None and self._cut_at[0] == op:
+                if self._cut_at[1] <= 0:
+                    self.power_cut = True
+                else:
+                    self._cut_at = (op, self._cut_at[1] - 1)
             if self.power_cut:
-                raise SimulatedPowerCut("the power is off")
+                raise SimulatedPowerCut(f"the power is off ({op})")
 
     def _inode_of(self, fd: int) -> _Inode | None:
         ino = self._fd_inode.get(fd)
@@ -116,7 +128,7 @@ class PowerLossFileSystem:
     # -- FileSystem ---------------------------------------------------------------------------------
 
     def open(self, path: Path, flags: int, mode: int = 0o644) -> int:
-        self._gate()
+        self._gate("open")
         existed = Path(path).exists()
         fd = self.inner.open(path, flags, mode)
         if self._modelled(path):
@@ -139,7 +151,7 @@ class PowerLossFileSystem:
         return self.pwrite(fd, data, os.lseek(fd, 0, os.SEEK_CUR))
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
-        self._gate()
+        self._gate("write")
         inode = self._inode_of(fd)
         try:
             written = self.inner.pwrite(fd, data, offset)
@@ -163,17 +175,17 @@ class PowerLossFileSystem:
                 inode.pending.clear()
 
     def fdatasync(self, fd: int) -> None:
-        self._gate()
+        self._gate("fdatasync")
         self.inner.fdatasync(fd)
         self._sync(fd)
 
     def fsync(self, fd: int) -> None:
-        self._gate()
+        self._gate("fsync")
         self.inner.fsync(fd)
         self._sync(fd)
 
     def ftruncate(self, fd: int, length: int) -> None:
-        self._gate()
+        self._gate("ftruncate")
         self.inner.ftruncate(fd, length)
         inode = self._inode_of(fd)
         if inode is not None:
@@ -181,7 +193,7 @@ class PowerLossFileSystem:
                 inode.pending.append(_Resize(length, grow_only=False))
 
     def fallocate(self, fd: int, offset: int, length: int) -> None:
-        self._gate()
+        self._gate("fallocate")
         self.inner.fallocate(fd, offset, length)
         inode = self._inode_of(fd)
         if inode is not None:
@@ -189,15 +201,15 @@ class PowerLossFileSystem:
                 inode.pending.append(_Resize(offset + length, grow_only=True))
 
     def rename(self, src: Path, dst: Path) -> None:
-        self._gate()
+        self._gate("rename")
         self.inner.rename(src, dst)
 
     def unlink(self, path: Path) -> None:
-        self._gate()
+        self._gate("unlink")
         self.inner.unlink(path)
 
     def fsync_dir(self, path: Path) -> None:
-        self._gate()
+        self._gate("fsync_dir")
         self.inner.fsync_dir(path)
         if Path(path).resolve() == self.directory.resolve():
             names = {p.name: p.stat().st_ino for p in self.directory.iterdir() if p.is_file()}
