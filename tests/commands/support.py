@@ -1,0 +1,73 @@
+"""Helpers for tests that run the real interactions.py client, through `DiscordAdapter`, against `sim/`.
+
+asyncio only: interactions.py (and the aiohttp simulator) run on asyncio, so these tests do not take part in
+the project-wide trio parametrization.
+"""
+
+# Helpers take `timeout=` like the simulator's scripting API; each applies it with anyio.fail_after.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import anyio
+from interactions.api.http.route import Route
+
+from service.discord_adapter import Backoff, DiscordAdapter
+from service.events import Event
+from sim import SimServer
+
+E = TypeVar("E")
+
+
+class Collected:
+    """Everything the adapter put on its event stream, read by a background task."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._changed = anyio.Event()
+
+    async def drain(self, adapter: DiscordAdapter) -> None:
+        async for event in adapter.events:
+            self.events.append(event)
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    def of(self, cls: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, cls)]
+
+    async def wait_for(
+        self, cls: type[E], count: int = 1, timeout: float = 5.0, where: Callable[[E], bool] | None = None
+    ) -> list[E]:
+        with anyio.fail_after(timeout):
+            while True:
+                found = [e for e in self.of(cls) if where is None or where(e)]
+                if len(found) >= count:
+                    return found
+                await self._changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def running_adapter(
+    sim: SimServer, *, collect: bool = True, **options: Any
+) -> AsyncIterator[tuple[DiscordAdapter, Collected]]:
+    """A `DiscordAdapter` logged into `sim` and Ready; stopped by cancelling its task afterwards."""
+    options.setdefault("backoff", Backoff(initial_s=0.05, max_s=0.2))
+    setups = options.pop("setups", ())
+    adapter = DiscordAdapter(token=sim.token, api_base_url=sim.base_url, **options)
+    for setup in setups:
+        adapter.add_client_setup(setup)
+    collected = Collected()
+    base_before = Route.BASE
+    async with anyio.create_task_group() as tg:
+        if collect:
+            tg.start_soon(collected.drain, adapter)
+        with anyio.fail_after(10):
+            await tg.start(adapter.run)
+        yield adapter, collected
+        tg.cancel_scope.cancel()
+    assert Route.BASE == base_before, "the adapter must put Route.BASE back"
+    assert adapter.client is None or adapter.client.http.closed, "the HTTP session must be closed"
