@@ -15,20 +15,22 @@ from wal.recover import open_log
 
 def write_log(
     wal_dir: Path,
-    batches: list[list[bytes]],
+    batches: list[list[bytes]] | list[list[tuple[int, bytes]]],
     *,
     segment_bytes: int = 4096,
     record_type: int = 1,
     preallocate: bool = True,
 ) -> int:
-    """Append each batch as one group commit (one write + fdatasync); return the last LSN."""
+    """Append each batch as one group commit (one write + fdatasync); return the last LSN. Items are payloads
+    (of `record_type`) or (type, payload) pairs."""
     report = open_log(wal_dir)
     appender = SegmentAppender(wal_dir, OsFileSystem(), segment_bytes=segment_bytes, preallocate=preallocate)
     appender.open(report)
     lsn = report.last_lsn + 1
     try:
         for batch in batches:
-            result = appender.commit(lsn, [(record_type, p) for p in batch])
+            records = [item if isinstance(item, tuple) else (record_type, item) for item in batch]
+            result = appender.commit(lsn, records)
             assert result.error is None, result.error
             lsn = result.durable_lsn + 1
     finally:
