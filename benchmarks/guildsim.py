@@ -7,11 +7,12 @@ join through an invite, the vanity URL or none (discovery, bots), leave, rejoin;
 a random latency; invite fetches are answered after a round trip, rate-limited (429 with retry_after) or
 failed; the bot restarts (losing what it held in memory; the log survives) and loses its gateway session.
 
-What the simulated Discord does not do (the core's stated assumptions, see service/attribution/config.py and
-reconcile.py): deliver a gateway event later than `gateway_latency`; run its clock further than `clock_skew`
-from the bot's; let a member who joined while the bot was away leave before the bot has recorded them; and
-let a staff member delete by hand an invite one use short of its max_uses (DESIGN.md's max_uses rule
-cannot tell that from the last use; with the INVITE_DELETE in view the core narrows it to seconds).
+What the simulated Discord does not do (the core's stated assumptions, see service/attribution/__init__.py):
+deliver a gateway event later than `gateway_latency`; run its clock further than `clock_skew` from the
+bot's; let a member who joined while the bot was away leave before the bot has recorded them; let a staff
+member delete by hand an invite one use short of its max_uses (DESIGN.md's max_uses rule cannot tell that
+from the last use; with the INVITE_DELETE in view the core narrows it to seconds); and crash the bot or
+drop its gateway session before anything about the guild is in the log.
 """
 
 from __future__ import annotations

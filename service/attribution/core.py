@@ -39,7 +39,6 @@ from service.attribution.diff import (
     VANITY_LABEL,
     Observation,
     SeenCreate,
-    SlotKind,
     TimingBounds,
     UseSlot,
     build_slots,
@@ -482,6 +481,3 @@ class GuildAttribution:
 
     def _fetch_ready_at(self) -> float:
         return max(self._blocked_until, self._last_request + self.config.min_fetch_gap.total_seconds())
-
-
-__all__ = ["GuildAttribution", "SlotKind"]

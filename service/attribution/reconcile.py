@@ -14,13 +14,14 @@ The core then treats the time since the snapshot as blind until `GuildAvailable`
 members who joined after the snapshot (less `restore_margin`) without a join record become offline joins,
 compared against the snapshot and a fresh fetch — offline_reconciled when the counts name one invite for
 them, offline_unknown otherwise. This assumes nobody who joined while the bot was down has already left
-again: such a member is in no list, and their use would look like someone else's.
+again: such a member is in no list, and their use would look like someone else's. A guild with nothing in
+the log yet gets no `GuildRestored`: the bot cannot know since when its joins were the bot's to record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import attrs
 
@@ -89,4 +90,4 @@ def _recent(joins: list[JoinRecorded], since: datetime) -> list[JoinRecorded]:
     return [join for join in joins if join.timestamp >= since]
 
 
-__all__ = ["restore_events", "timedelta"]
+__all__ = ["restore_events"]
