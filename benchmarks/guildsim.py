@@ -746,6 +746,10 @@ class ScriptedGuild:
         if announce:
             self.feed(GatewayDisconnected(self.at()))
 
+    def becomes_available(self, *, with_members: bool = True) -> None:
+        """GUILD_CREATE: the guild is available (for a guild built with available=False)."""
+        self.feed(self._available(members=with_members))
+
     def reconnect(self, *, with_members: bool = True) -> None:
         """A new session: Ready, and the guild becomes available again."""
         self._session += 1

@@ -186,3 +186,20 @@ def test_a_single_use_invite_used_up_before_its_invite_create_arrives_is_not_pin
     g.run()
     assert g.record("u2").staff_id is None
     assert (g.record("u1").kind, g.record("u1").staff_id) == (Kind.MAX_USES, "7")
+
+
+def test_an_invite_used_up_before_the_first_fetch_is_not_pinned_on_whoever_is_heard_of_first() -> None:
+    # The first fetch fails; meanwhile ONE is created and used up by u1, whose event is slow. u2 (discovery)
+    # is heard of first, just before the retried fetch becomes the baseline.
+    g = ScriptedGuild((invite("A", 5, staff="1"),), available=False)
+    g.answers = ["fail"]
+    g.becomes_available()
+    g.run(0.3)
+    g.create(invite("ONE", max_uses=1, staff="7"), event=0.2)
+    g.run(0.3)
+    g.join("u1", "ONE", delay=2.5, delete_event=0.9)
+    g.run(0.1)
+    g.join("u2", None, delay=0.5)
+    g.run()
+    assert g.record("u2").staff_id is None
+    assert g.record("u1").staff_id in (None, "7")
