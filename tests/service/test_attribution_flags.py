@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from benchmarks.guildsim import T0, ScriptedGuild
 from service.attribution import AttributionConfig
 from service.attribution.verdict import account_created_at
 from service.events import MEMBER_FLAG_DID_REJOIN
 from service.records import AttributionKind as Kind
 from service.records import InviteState, JoinFlag
+from tests.service.scripted_guild import T0, ScriptedGuild
 
 DISCORD_EPOCH_MS = 1420070400000
 OLD_USER = str(((int(datetime(2020, 5, 1, tzinfo=UTC).timestamp() * 1000) - DISCORD_EPOCH_MS) << 22) | 77)

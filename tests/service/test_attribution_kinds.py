@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from benchmarks.guildsim import VANITY, ScriptedGuild
 from service.records import AttributionKind as Kind
 from service.records import InviteState
+from tests.service.scripted_guild import VANITY, ScriptedGuild
 
 
 def invite(code: str, uses: int = 0, *, staff: str = "", max_uses: int = 0) -> InviteState:

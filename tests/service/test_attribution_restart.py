@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from benchmarks.guildsim import GUILD, ScriptedGuild
 from service.attribution import AttributionConfig, restore_events
 from service.records import AttributionKind as Kind
 from service.records import InviteSnapshotTaken, InviteState, JoinRecorded, MemberLeft, UserErased
+from tests.service.scripted_guild import GUILD, ScriptedGuild
 
 
 def invite(code: str, uses: int = 0, *, max_uses: int = 0) -> InviteState:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from benchmarks.guildsim import GUILD, ScriptedGuild
 from service.attribution import AttributionConfig, Attributor, FetchInvites, LogRecord, WakeAt
 from service.events import ClockTick, FetchFailed, GuildAvailable, InvitesFetched, MemberInfo, MemberJoined
 from service.records import AttributionKind as Kind
 from service.records import InviteSnapshotTaken, InviteState, JoinRecorded
+from tests.service.scripted_guild import GUILD, ScriptedGuild
 
 
 def invite(code: str, uses: int = 0) -> InviteState:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from benchmarks.guildsim import VANITY, ScriptedGuild
 from service.records import AttributionKind as Kind
 from service.records import InviteState, JoinRecorded, MemberLeft
+from tests.service.scripted_guild import VANITY, ScriptedGuild
 
 
 def invite(code: str, uses: int = 0, *, max_uses: int = 0, staff: str = "") -> InviteState:
