@@ -5,7 +5,6 @@ the project-wide trio parametrization.
 """
 
 # Helpers take `timeout=` like the simulator's scripting API; each applies it with anyio.fail_after.
-# ruff: noqa: ASYNC109
 
 from __future__ import annotations
 
@@ -52,12 +51,14 @@ class Collected:
 
 @contextlib.asynccontextmanager
 async def running_adapter(
-    sim: SimServer, *, collect: bool = True, **options: Any
+    sim: SimServer, *, adapter: DiscordAdapter | None = None, collect: bool = True, **options: Any
 ) -> AsyncIterator[tuple[DiscordAdapter, Collected]]:
-    """A `DiscordAdapter` logged into `sim` and Ready; stopped by cancelling its task afterwards."""
+    """A `DiscordAdapter` (`adapter`, or one made with `options`) logged into `sim` and Ready; stopped by
+    cancelling its task afterwards. Without `collect`, nobody reads its events (fine for a short test)."""
     options.setdefault("backoff", Backoff(initial_s=0.05, max_s=0.2))
     setups = options.pop("setups", ())
-    adapter = DiscordAdapter(token=sim.token, api_base_url=sim.base_url, **options)
+    if adapter is None:
+        adapter = DiscordAdapter(token=sim.token, api_base_url=sim.base_url, **options)
     for setup in setups:
         adapter.add_client_setup(setup)
     collected = Collected()
