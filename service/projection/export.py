@@ -16,10 +16,11 @@ CSV decisions:
   Integer columns (uses, lsn) are never prefixed: a negative number is a number, not a formula.
 - UTF-8 with a byte-order mark by default: without the BOM Excel reads UTF-8 as the local code page and
   mangles every non-ASCII name. Python reads it with `encoding="utf-8-sig"`.
-- `csv` module dialect "excel": fields quoted when needed (QUOTE_MINIMAL), quotes doubled, CRLF row
-  ends; newlines inside a name survive inside quotes.
+- RFC 4180 as the `csv` module's "excel" dialect writes it: a cell is quoted when it holds a quote, comma,
+  CR or LF (QUOTE_MINIMAL), quotes are doubled, rows end in CRLF; newlines in a name survive in quotes.
 
-Times are ISO-8601 UTC strings with offset, as in the log. Erased users' rows are exported as the
+Times are ISO-8601 UTC strings with offset, as in the log; candidates and flags are JSON arrays in both
+formats (a CSV cell holds the array's JSON text). Erased users' rows are exported as the
 projection holds them: empty user id and account age, names `[erased]`.
 """
 
@@ -81,24 +82,53 @@ _JSON_COLUMNS = frozenset({"candidates", "flags"})  # stored as JSON text; JSONL
 #: First characters that make a spreadsheet evaluate a cell; `'` itself so that unescaping is exact.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "'")
 
-_TRIGGERS_SQL = ", ".join(
-    "char(9)" if c == "\t" else "char(13)" if c == "\r" else "'" + c.replace("'", "''") + "'"
-    for c in FORMULA_TRIGGERS
+_TRIGGER_CODES = ", ".join(str(ord(c)) for c in FORMULA_TRIGGERS)
+# Cells printed as they are: numbers, times we format (digits, '-', ':', '.', '+'), the kind (an enum
+# value), and candidates and flags (JSON arrays: they start with "[").
+_UNGUARDED_COLUMNS = frozenset(
+    {*_INTEGER_COLUMNS, "timestamp", "account_created_at", "attribution_kind", "candidates", "flags"}
 )
 
 
-def _csv_safe_sql(value_sql: str) -> str:
-    prefixed = "'''' || " + value_sql  # SQL's '' is one quote: this is "'" || value
-    return f"(CASE WHEN substr({value_sql}, 1, 1) IN ({_TRIGGERS_SQL}) THEN {prefixed} ELSE {value_sql} END)"
+def _csv_cell_sql(column: str) -> str:
+    """SQL for a cell's text: the formula guard in front when it starts with a trigger, NULL as ''.
+
+    `x < 'A'` (a byte comparison) spares most names the unicode() call: every trigger sorts below 'A'.
+    SQL's '''' is the string "'".
+    """
+    value = _VALUE_SQL[column]
+    if column in _UNGUARDED_COLUMNS:
+        return f"coalesce({value}, '')"
+    trigger = f"{value} < 'A' AND unicode({value}) IN ({_TRIGGER_CODES})"
+    return f"coalesce(CASE WHEN {trigger} THEN '''' || {value} ELSE {value} END, '')"
 
 
-# Prefixing in SQL keeps the per-row work in C: a million rows leave Python only for csv.writer.
-_CSV_SELECT = ", ".join(
-    _VALUE_SQL[c]
-    if c in _INTEGER_COLUMNS or c in ("timestamp", "account_created_at")
-    else _csv_safe_sql(_VALUE_SQL[c])
-    for c in COLUMNS
+# SQLite builds each row into two strings, so a page crosses into Python as two objects per row:
+# - the cells from the user's and staff member's names (and the ids and time among them), joined by the
+#   ASCII unit separator: Python checks the string for a quote, comma, CR or LF (rare in names), and if
+#   there is none swaps the separators for commas; otherwise the csv module writes those cells;
+# - the ledger's own cells after them (kind, candidates, flags, account age, lsn), finished in SQL: the
+#   JSON arrays always hold quotes and commas, so they are quoted unless empty.
+# The csv module on every row would take 2-3 s per million rows, half the export's budget.
+_SEPARATOR = "\x1f"
+_CHECKED_COLUMNS = COLUMNS[: COLUMNS.index("attribution_kind")]
+_FINISHED_COLUMNS = COLUMNS[len(_CHECKED_COLUMNS) :]
+_SEPARATORS_PER_LINE = len(_CHECKED_COLUMNS) - 1
+
+
+def _finished_cell_sql(column: str) -> str:
+    if column in _JSON_COLUMNS:
+        value = _VALUE_SQL[column]
+        return f"""(CASE WHEN {value} = '[]' THEN '[]' ELSE '"' || replace({value}, '"', '""') || '"' END)"""
+    return _csv_cell_sql(column)
+
+
+_CSV_SELECT = (
+    " || char(31) || ".join(_csv_cell_sql(column) for column in _CHECKED_COLUMNS)
+    + ", "
+    + " || ',' || ".join(_finished_cell_sql(column) for column in _FINISHED_COLUMNS)
 )
+_CSV_CHECKED_CELLS_SELECT = ", ".join(_csv_cell_sql(column) for column in _CHECKED_COLUMNS)
 _JSONL_SELECT = (
     "json_object("
     + ", ".join(
@@ -109,7 +139,7 @@ _JSONL_SELECT = (
 
 
 def escape_csv_cell(text: str) -> str:
-    """The CSV form of a text cell (what the SQL above computes), for callers writing rows themselves."""
+    """The guarded form of a text cell (what the export SQL computes), for code writing rows itself."""
     return "'" + text if text[:1] in FORMULA_TRIGGERS else text
 
 
@@ -164,16 +194,40 @@ def export_csv(
     page_size: int = 2_000,
 ) -> Iterator[bytes]:
     """The joins (all, or one guild's, `since` inclusive, `until` exclusive) as CSV chunks with a header."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, dialect="excel")
-    writer.writerow(COLUMNS)
-    header = buffer.getvalue().encode("utf-8")
+    header = (",".join(COLUMNS) + "\r\n").encode("utf-8")
     yield (b"\xef\xbb\xbf" + header) if bom else header
-    for page in _pages(conn, _CSV_SELECT, guild_id, since, until, page_size):
+    buffer = io.StringIO()
+    # The dialect's own CRLF line end: QUOTE_MINIMAL quotes a cell holding any of its characters.
+    writer = csv.writer(buffer, dialect="excel")
+
+    def quoted(cells: list[Any]) -> str:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerows(row[1:] for row in page)
-        yield buffer.getvalue().encode("utf-8")
+        writer.writerow(cells)
+        return buffer.getvalue()[:-2]
+
+    for page in _pages(conn, _CSV_SELECT, guild_id, since, until, page_size):
+        lines = []
+        for lsn, checked, finished in page:
+            if (
+                '"' in checked
+                or "," in checked
+                or "\n" in checked
+                or "\r" in checked
+                or checked.count(_SEPARATOR) != _SEPARATORS_PER_LINE
+            ):
+                cells: list[Any] = checked.split(_SEPARATOR)
+                if len(cells) != len(_CHECKED_COLUMNS):  # a name holds the separator: ask for the cells
+                    with conn:
+                        row = conn.execute(
+                            f"SELECT {_CSV_CHECKED_CELLS_SELECT} FROM joins WHERE lsn = ?", (lsn,)
+                        ).fetchone()
+                    cells = list(row or ())
+                lines.append(quoted(cells) + "," + finished)
+            else:
+                lines.append(checked.replace(_SEPARATOR, ",") + "," + finished)
+        lines.append("")  # the last row's CRLF
+        yield "\r\n".join(lines).encode("utf-8")
 
 
 def export_jsonl(

@@ -45,6 +45,7 @@ HOSTILE = [
     "",
     " =leading space",
     "\x00nul",
+    "unit\x1fseparator",  # the character the export joins cells with inside SQLite
 ]
 
 TEXT_COLUMNS = (
@@ -163,15 +164,36 @@ def test_any_name_round_trips(tmp_path_factory, names):
     conn = open_database(tmp_path_factory.mktemp("export") / "p.sqlite3")
     log = numbered(*[hostile_join(name, i) for i, name in enumerate(names)])
     apply_batch(conn, log)
-    rows = read_csv(b"".join(export_csv(conn, page_size=2)))
+    exported = b"".join(export_csv(conn, page_size=2))
+    assert exported == b"\xef\xbb\xbf" + reference_csv(log)
+    rows = read_csv(exported)
     for (lsn, record), row in zip(log, rows, strict=True):
         restored = {
             key: unescape_csv_cell(value) if key in TEXT_COLUMNS else value for key, value in row.items()
         }
         assert restored == as_csv_cells(expected_row(lsn, record))
-    jsonl = b"".join(export_jsonl(conn)).decode("utf-8").splitlines()
+    # split("\n"), not splitlines(): a name may hold U+0085 or U+2028, which JSON leaves unescaped
+    jsonl = b"".join(export_jsonl(conn)).decode("utf-8").split("\n")[:-1]
     assert [json.loads(line) for line in jsonl] == [expected_row(lsn, r) for lsn, r in log]
     conn.close()
+
+
+def reference_csv(log: list[tuple[int, JoinRecorded]]) -> bytes:
+    """The export as csv.writer (excel dialect) writes it, guarded text cells included."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, dialect="excel")
+    writer.writerow(EXPORT_COLUMNS)
+    for lsn, record in log:
+        cells = as_csv_cells(expected_row(lsn, record))
+        writer.writerow([escape_csv_cell(v) if k in TEXT_COLUMNS else v for k, v in cells.items()])
+    return buffer.getvalue().encode("utf-8")
+
+
+def test_csv_bytes_equal_the_csv_modules_excel_dialect(conn):
+    """The export builds lines itself for speed; they must be exactly what csv.writer would write."""
+    log = numbered(*[hostile_join(name, i) for i, name in enumerate(HOSTILE)])
+    apply_batch(conn, log)
+    assert b"".join(export_csv(conn, bom=False, page_size=3)) == reference_csv(log)
 
 
 def test_escape_and_unescape_are_inverse():
@@ -199,7 +221,7 @@ def test_filters_select_a_guild_and_a_half_open_time_range(conn):
     assert lsns() == ["1", "2", "3", "5"]
     assert lsns(guild_id="g") == ["1", "2", "5"]
     assert lsns(guild_id="g", since=T0 + timedelta(seconds=10), until=T0 + timedelta(seconds=30)) == ["2"]
-    jsonl = b"".join(export_jsonl(conn, guild_id="other")).decode().splitlines()
+    jsonl = b"".join(export_jsonl(conn, guild_id="other")).decode().split("\n")[:-1]
     assert [json.loads(line)["user_id"] for line in jsonl] == ["u3"]
     assert b"".join(export_jsonl(conn, guild_id="none")) == b""
 
