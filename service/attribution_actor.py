@@ -1,0 +1,170 @@
+"""The attribution actor: drives the pure `Attributor` core with gateway events, fetch answers and clock
+ticks, and performs the effects it returns.
+
+- One task owns the core and its inbox, so events are decided one at a time in arrival order, and each
+  guild is one ordered lane inside the core.
+- Fetches run as their own tasks (the core asks for at most one per guild at a time), under a timeout, and
+  feed their answer back through the inbox; a 429's retry_after goes to the core, which honours it.
+- Records to log go, in decision order, to the appender task, which appends everything waiting as one
+  batch (one group commit) and only then publishes them downstream as durable (`Durable(lsn, record)`):
+  nothing downstream (a join-log message, a metric, a command) sees a join before fdatasync returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from service.attribution import Attributor, FetchInvites, LogRecord, WakeAt
+from service.events import ClockTick, Event, FetchFailed, FetchRateLimited, InvitesFetched
+from service.gateway import FetchError, GatewayPort, RateLimited
+from service.metrics import ServiceMetrics
+from service.records import Record
+
+log = logging.getLogger(__name__)
+
+AppendBatch = Callable[[Sequence[Record]], Awaitable[Sequence[int]]]
+
+
+@attrs.frozen
+class Durable:
+    """A record that is on disk, with its LSN."""
+
+    lsn: int
+    record: Record
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@attrs.define(eq=False)
+class AttributionActor:
+    gateway: GatewayPort
+    append_batch: AppendBatch
+    attributor: Attributor = attrs.field(factory=Attributor)
+    fetch_timeout_s: float = 10.0
+    inbox_size: int = 1024
+    append_batch_max: int = 512
+    #: Where durable records are published (join-log channel, metrics); None drops them.
+    durable_out: MemoryObjectSendStream[Durable] | None = None
+    clock: Callable[[], datetime] = _utcnow
+    restored: Sequence[Event] = ()  # GuildRestored events from the log, fed before anything else
+    # --- counters for status and metrics
+    rate_limited: int = 0
+    fetch_failures: int = 0
+    announcements_dropped: int = 0
+    metrics: ServiceMetrics | None = None
+    _wake_at: float = math.inf
+    _wake_changed: anyio.Event = attrs.field(factory=anyio.Event)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        inbox_send, inbox_receive = anyio.create_memory_object_stream[Event](self.inbox_size)
+        records_send, records_receive = anyio.create_memory_object_stream[Record](self.append_batch_max * 4)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._append_loop, records_receive)
+            tg.start_soon(self._pump_gateway, inbox_send.clone())
+            tg.start_soon(self._clock_loop, inbox_send.clone())
+            task_status.started()
+            async with inbox_receive, records_send:
+                for event in self.restored:
+                    await self._decide(event, tg, inbox_send, records_send)
+                async for event in inbox_receive:
+                    await self._decide(event, tg, inbox_send, records_send)
+
+    async def _decide(
+        self,
+        event: Event,
+        tg: TaskGroup,
+        inbox: MemoryObjectSendStream[Event],
+        records: MemoryObjectSendStream[Record],
+    ) -> None:
+        for effect in self.attributor.handle(event):
+            if isinstance(effect, LogRecord):
+                await records.send(effect.record)
+            elif isinstance(effect, FetchInvites):
+                tg.start_soon(self._fetch, effect, inbox.clone())
+            elif isinstance(effect, WakeAt):
+                self._wake_at = effect.at.timestamp()
+                self._wake_changed.set()
+
+    async def _pump_gateway(self, inbox: MemoryObjectSendStream[Event]) -> None:
+        async with inbox, self.gateway.events as events:
+            async for event in events:
+                await inbox.send(event)
+
+    async def _clock_loop(self, inbox: MemoryObjectSendStream[Event]) -> None:
+        async with inbox:
+            while True:
+                self._wake_changed = anyio.Event()
+                delay = self._wake_at - self.clock().timestamp()
+                if delay <= 0:
+                    self._wake_at = math.inf  # the core announces the next wake, if any
+                    await inbox.send(ClockTick(self.clock()))
+                    continue
+                with anyio.move_on_after(min(delay, 3600)):
+                    await self._wake_changed.wait()
+
+    async def _fetch(self, request: FetchInvites, inbox: MemoryObjectSendStream[Event]) -> None:
+        guild_id, rid = request.guild_id, request.request_id
+        answer: Event
+        async with inbox:
+            try:
+                with anyio.fail_after(self.fetch_timeout_s):
+                    invites = await self.gateway.fetch_invites(guild_id)
+            except RateLimited as exc:
+                self.rate_limited += 1
+                if self.metrics is not None:
+                    self.metrics.invite_fetch_rate_limited_total.inc()
+                answer = FetchRateLimited(guild_id, rid, self.clock(), retry_after=exc.retry_after)
+            except (FetchError, TimeoutError, OSError) as exc:
+                self.fetch_failures += 1
+                if self.metrics is not None:
+                    self.metrics.invite_fetch_failures_total.inc()
+                log.warning("invite fetch failed guild=%s reason=%s", guild_id, exc or type(exc).__name__)
+                answer = FetchFailed(guild_id, rid, self.clock(), reason=str(exc) or type(exc).__name__)
+            else:
+                answer = InvitesFetched(
+                    guild_id,
+                    rid,
+                    self.clock(),
+                    invites=invites.invites,
+                    vanity_code=invites.vanity_code,
+                    vanity_uses=invites.vanity_uses,
+                )
+            await inbox.send(answer)
+
+    async def _append_loop(self, records: MemoryObjectReceiveStream[Record]) -> None:
+        async with records:
+            async for first in records:
+                batch = [first]
+                while len(batch) < self.append_batch_max:
+                    try:
+                        batch.append(records.receive_nowait())
+                    except anyio.WouldBlock:
+                        break
+                # A decided record that reached this task is appended even while the service shuts down:
+                # the shutdown deadline bounds it, and the join is either durable or never acknowledged.
+                with anyio.CancelScope(shield=True):
+                    lsns = await self.append_batch(batch)
+                for lsn, record in zip(lsns, batch, strict=True):
+                    self._publish(Durable(lsn, record))
+
+    def _publish(self, durable: Durable) -> None:
+        # Never let a slow consumer (a join-log channel under Discord's rate limits) hold up joins: the
+        # record is already safe; only its announcement is skipped, and counted.
+        if self.durable_out is None:
+            return
+        try:
+            self.durable_out.send_nowait(durable)
+        except anyio.WouldBlock:
+            self.announcements_dropped += 1
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.durable_out = None
