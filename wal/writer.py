@@ -16,6 +16,7 @@ leaves no gap: its LSNs go to the next batch. A failed fdatasync is fatal; run()
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -93,6 +94,13 @@ class WalWriter:
         return self._failure
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open and repair the log, report started, then serve appends until cancelled.
+
+        Raises WalCorruption/WalFormatError before starting if the log is damaged beyond a torn tail. On
+        cancellation the batch already taken is written and answered, appends still queued are refused
+        with WalClosedError, and the files are closed. A fatal error (failed fsync) is raised from here
+        after the same clean-up; waiters on `durable` are then left to the supervisor, which stops.
+        """
         if self._ran:
             raise RuntimeError("a WalWriter runs once; make a new one to reopen the log")
         self._ran = True
@@ -160,6 +168,42 @@ class WalWriter:
         if pending.error is not None:
             raise _fresh(pending.error)
         return pending.lsn
+
+    async def append_many(self, records: Sequence[tuple[int, bytes]]) -> list[int]:
+        """Append records in this order; return their LSNs once all are durable.
+
+        The records are queued back to back, so their LSNs are consecutive in the caller's order and they
+        usually share one group commit: a producer that decides many records at once (a burst of joins)
+        pays one fdatasync, not one each. Errors as for `append`; if a batch fails part-way, the records
+        before the failed one may be durable and the error is raised.
+        """
+        pending: list[_PendingAppend] = []
+        for record_type, payload in records:
+            if not 1 <= record_type <= MAX_RECORD_TYPE:
+                raise ValueError(f"record type must be in 1..{MAX_RECORD_TYPE}, got {record_type}")
+            if type(payload) is not bytes:
+                payload = bytes(payload)
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+            pending.append(_PendingAppend(record_type, payload))
+        try:
+            for item in pending:
+                try:
+                    self._send.send_nowait(item)
+                except anyio.WouldBlock:
+                    # The queue is full: wait for room. Other producers may slip in meanwhile, so our LSNs
+                    # stay in our order but need not be consecutive then.
+                    await self._send.send(item)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise WalClosedError(
+                "the WAL writer is not running; the records were not written"
+            ) from self._failure
+        for item in pending:
+            await item.done.wait()
+        for item in pending:
+            if item.error is not None:
+                raise _fresh(item.error)
+        return [item.lsn for item in pending]
 
     async def _serve(self, io: IoThread, appender: SegmentAppender) -> None:
         receive = self._receive

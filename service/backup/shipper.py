@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import anyio
 import attrs
@@ -180,9 +180,10 @@ class BackupShipper:
         (it runs on the event loop). `first_record_time(segment)` gives the time of a segment's first
         record for the backlog's age; by default the file's mtime is used, a lower bound on the age."""
         if sealed_segments is None:
-            from wal.segment import list_segments  # type: ignore[import-not-found, unused-ignore]
+            from wal.segment import list_segments
 
-            sealed_segments = list_segments
+            # list_segments' SegmentInfo has last_lsn None only for an empty (never sealed) segment.
+            sealed_segments = cast(Callable[[Path], Iterable[SegmentLike]], list_segments)
         urls = [t.url for t in targets]
         if len(set(urls)) != len(urls):
             raise ValueError(f"backup targets listed twice: {urls}")
