@@ -45,6 +45,7 @@ def core_config(config: Config) -> CoreConfig:
         duplicate_window=timedelta(seconds=config.attribution.dedup_window_s),
         fetch_timeout=timedelta(seconds=config.attribution.fetch_timeout_s + 5),
         max_join_wait=timedelta(seconds=config.attribution.max_wait_s),
+        gateway_latency=timedelta(seconds=config.attribution.gateway_latency_s),
     )
 
 
@@ -59,6 +60,7 @@ class Service:
     front: FrontRunner | None = None  # e.g. the interactions.py adapter's run; None for a scripted gateway
     stop_deadline_s: float = 5.0
     _stop: anyio.Event = attrs.field(factory=anyio.Event)
+    stopped: anyio.Event = attrs.field(factory=anyio.Event)  # set once run() has returned
 
     @classmethod
     def build(
@@ -92,6 +94,12 @@ class Service:
         self._stop.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        finally:
+            self.stopped.set()
+
+    async def _run(self, task_status: TaskStatus[None]) -> None:
         async with anyio.create_task_group() as back:
             await back.start(self.ledger.run)
             self.readiness.mark_ready(RECOVERY)

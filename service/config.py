@@ -231,11 +231,16 @@ class AttributionConfig:
         "Longest a join waits for an invite fetch before it is recorded as unattributed.",
         validator=_at_least(0.1),
     )
+    gateway_latency_s: float = option(
+        3.0,
+        "Longest delay between a join and its GUILD_MEMBER_ADD; a fetch is compared only after it.",
+        validator=_at_least(0.0),
+    )
 
 
 @attrs.frozen
 class HttpConfig:
-    enabled: bool = option(False, "Serve /health and /metrics on 127.0.0.1.")
+    enabled: bool = option(False, "Serve /healthz and /metrics on 127.0.0.1.")
     port: int = option(9464, "Port of the health and metrics endpoint.", validator=_at_least(1))
 
 

@@ -1,0 +1,69 @@
+"""Running the bot for real: start-up recovery, then the service with the interactions.py adapter in front.
+
+    recover (log repair, database rebuild/catch-up, restored guild state)
+      → Service (ledger, health) → adapter + attribution actor → slash commands, join-log poster
+
+The same runner serves Discord and the demo (which points `discord.api_base_url` at `sim/`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+import commands
+from commands.join_log import JoinLogPoster
+from service.app import Service, stop_on_signals
+from service.attribution_actor import Durable
+from service.config import Config
+from service.discord_adapter import DiscordAdapter
+from service.health import DISCORD
+
+log = logging.getLogger(__name__)
+
+
+def startup_recover(config: Config) -> Any:
+    """Start-up recovery (recovery/): repairs the log's torn tail, rebuilds or catches up the database,
+    and restores each guild's attribution state from the log."""
+    from recovery.startup import recover
+
+    return recover(config)
+
+
+async def run_bot(
+    config: Config,
+    *,
+    handle_signals: bool = True,
+    task_status: TaskStatus[Service] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until SIGTERM/SIGINT (or `service.stop()`); started(service) once logged in to Discord."""
+    report = await anyio.to_thread.run_sync(startup_recover, config)
+    log.info("%s", report.line)
+    adapter = DiscordAdapter.from_config(config)
+    channel = config.discord.join_log_channel_id
+    durable_send, durable_receive = anyio.create_memory_object_stream[Durable](1000)
+    service = Service.build(
+        config,
+        adapter,
+        front=adapter.run,
+        restored=report.restored,
+        recovery_line=report.line,
+        durable_out=durable_send if channel else None,
+    )
+    adapter.on_ready = lambda: service.readiness.mark_ready(DISCORD)
+    adapter.on_disconnect = lambda: service.readiness.mark_not_ready(DISCORD, "gateway disconnected")
+    commands.register(adapter, service.ledger)
+    async with anyio.create_task_group() as tg:
+        if handle_signals:
+            await tg.start(stop_on_signals, service)
+        if channel:
+            tg.start_soon(JoinLogPoster(adapter, channel, durable_receive).run)
+        else:
+            durable_receive.close()
+        await tg.start(service.run)
+        task_status.started(service)
+        await service.stopped.wait()
+        tg.cancel_scope.cancel()
