@@ -11,7 +11,6 @@ import asyncio
 import csv
 import io
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,22 +133,25 @@ async def run_demo(config: Config, *, pause_s: float = 1.5, say: Say = print) ->
                 say("  " + content.replace("\n", "\n  "))
             ledger_status = await service.ledger.status()
             service.stop()
-        say("\nwhere things are:")
-        say(f"  log (the truth):  {os.path.abspath(config.wal_dir)}")
-        say(f"  database:         {os.path.abspath(config.db_path)}")
-        for url in config.backup_targets:
-            say(f"  backups:          {url}")
-        say("  inspect:          invite-ledger checkpoint --data-dir " + str(config.data_dir))
         return {
             "joins": expected_joins,
             "durable_lsn": ledger_status.durable_lsn,
             "applied_lsn": ledger_status.applied_lsn,
             "status_answer": bool(status.data),
             "join_log_messages": len(posted),
+            "data_dir": str(config.data_dir),
+            "backups": list(config.backup_targets),
         }
 
 
 def main(config: Config, *, pause_s: float = 1.5) -> int:
     counted = asyncio.run(run_demo(config, pause_s=pause_s))  # asyncio: interactions.py needs it
+    data_dir = Path(counted["data_dir"]).absolute()
+    print("\nwhere things are:")
+    print(f"  log (the truth):  {data_dir / 'wal'}   (invite-ledger wal dump --data-dir {data_dir})")
+    print(f"  database:         {data_dir / 'ledger.sqlite3'}")
+    for url in counted["backups"]:
+        print(f"  backups:          {url}")
+    print(f"  inspect:          invite-ledger checkpoint --data-dir {data_dir}")
     print("\ndemo finished: " + json.dumps(counted))
     return 0
