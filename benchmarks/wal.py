@@ -223,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"WAL benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}")
     rounds = settings["rounds"]
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"record {RECORD_BYTES} B payload, asyncio backend, {rounds} interleaved rounds, {wall:.1f} s")
+    print(f"load average after the run: {load} (a shared machine: other work competes for disk and CPU)")
     print(f"{'contender':<14}{'records':>9}{'per s':>10}{'p50 µs':>9}{'p99 µs':>9}")
     for name, samples in results.items():
         print(
