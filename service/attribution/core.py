@@ -94,6 +94,7 @@ class GuildAttribution:
         self._latency = config.gateway_latency.total_seconds()
         self._skew = config.clock_skew.total_seconds()
         self._clock = clock or ClockOffset(self._latency, self._skew)  # shared by the guilds of one bot
+        self._windows_from = self._clock.bounds()  # the clock bounds the join windows were computed with
         self._wait = config.max_join_wait.total_seconds()
         self._now = -math.inf
         self._now_dt = datetime.min.replace(tzinfo=UTC)
@@ -378,9 +379,11 @@ class GuildAttribution:
         return (lo, hi) if lo <= hi else (join.arrival - self._latency, join.arrival)
 
     def _advance(self) -> None:
-        for join in self._joins:
-            if join.record is None:  # the clock bounds only narrow: narrower windows tell more joins apart
-                join.lo, join.hi = self._window(join)
+        if self._clock.bounds() != self._windows_from:  # they only narrow: narrower windows tell more apart
+            self._windows_from = self._clock.bounds()
+            for join in self._joins:
+                if join.record is None:
+                    join.lo, join.hi = self._window(join)
         now = self._now
         if (
             self._in_flight is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections.abc import Sequence
 from datetime import datetime
@@ -35,17 +36,41 @@ class Join:
     held: list[MemberLeft] = attrs.Factory(list)  # leaves to log right after this join
 
 
-def options_of(join: Join, slots: Sequence[UseSlot], bots_use_invites: bool) -> tuple[int, ...]:
+class SlotIndex:
+    """Slots by time, so that finding the ones a join can reach does not scan them all: most slots span
+    the seconds between two fetches; the few long ones (no invite, before the baseline, after the last
+    fetch, an invite whose creation and disappearance lie far apart) are checked for every join."""
+
+    _LONG = 600.0  # seconds
+
+    def __init__(self, slots: Sequence[UseSlot]) -> None:
+        self.slots = slots
+        self._long = [i for i, s in enumerate(slots) if not s.end - s.start <= self._LONG]
+        short = sorted((s.start, i) for i, s in enumerate(slots) if s.end - s.start <= self._LONG)
+        self._starts = [start for start, _ in short]
+        self._short = [i for _, i in short]
+        self._span = max((slots[i].end - slots[i].start for i in self._short), default=0.0)
+
+    def near(self, lo: float, hi: float) -> list[int]:
+        """Every slot that may overlap [lo, hi] (and a few that do not), in slot order."""
+        first = bisect.bisect_left(self._starts, lo - self._span)
+        last = bisect.bisect_left(self._starts, hi)
+        return sorted([*self._long, *self._short[first:last]])
+
+
+def options_of(join: Join, index: SlotIndex, bots_use_invites: bool) -> tuple[int, ...]:
     """The slots `join` can reach: in time, and allowed by what it is and by what the invite allowed."""
+    slots = index.slots
     found: list[int] = []
-    for index, slot in enumerate(slots):
+    for index_ in index.near(join.lo, join.hi):
+        slot = slots[index_]
         if not slot.reachable_from(join.lo, join.hi):
             continue
         if slot.kind in (SlotKind.PRE, SlotKind.FUTURE):
-            found.append(index)
+            found.append(index_)
         elif slot.kind is SlotKind.NONE:
             if join.fixed_label in (None, NONE_LABEL) or join.origin is not Origin.RESTORED:
-                found.append(index)
+                found.append(index_)
         elif join.facts.bot and not bots_use_invites:
             continue
         elif (
@@ -59,9 +84,9 @@ def options_of(join: Join, slots: Sequence[UseSlot], bots_use_invites: bool) -> 
         ):
             continue
         else:
-            found.append(index)
+            found.append(index_)
     if not found:  # a logged join nothing here explains: let it sit anywhere rather than contradict the log
-        found = [index for index, slot in enumerate(slots) if slot.kind is SlotKind.NONE]
+        found = [i for i, slot in enumerate(slots) if slot.kind is SlotKind.NONE]
     return tuple(found)
 
 
@@ -84,7 +109,8 @@ def solve(
     config: AttributionConfig,
 ) -> None:
     """Decide every undecided join that the counts tell apart, or that is final; sets `Join.record`."""
-    options = [options_of(join, slots, config.bots_use_invites) for join in joins]
+    index = SlotIndex(slots)
+    options = [options_of(join, index, config.bots_use_invites) for join in joins]
     reachable = {index for found in options for index in found}
     # An invite one use short of its max that vanished when no join could have used it: deleted by hand.
     slots = [s.relaxed() if s.kind is SlotKind.MAX and i not in reachable else s for i, s in enumerate(slots)]

@@ -50,10 +50,12 @@ def possible_options(
         add(first_slot + index, _SINK, low)
 
     needed = sum(low for low, _ in bounds)
-    if _max_flow(residual) < needed:
+    class_nodes = range(2, first_slot)
+    if _push_direct(residual, class_nodes) + _max_flow(residual) < needed:
         return None
     for index, (low, high) in enumerate(bounds):  # lift each slot's cap from `low` to `high`
         residual[first_slot + index][_SINK] += _UNBOUNDED if high is None else high - low
+    _push_direct(residual, class_nodes)
     _max_flow(residual)
     if any(residual[_SOURCE][2 + index] for index in range(n_classes)):
         return None  # some join fits nowhere
@@ -90,6 +92,24 @@ def possible_options(
             }
         )
     return result
+
+
+def _push_direct(residual: list[dict[int, int]], class_nodes: range) -> int:
+    """Send what fits straight along source → class → slot → sink: the bulk of the flow, without a search."""
+    total = 0
+    for node in class_nodes:
+        for slot in list(residual[node]):
+            if slot == _SOURCE:
+                continue
+            amount = min(residual[_SOURCE][node], residual[node][slot], residual[slot][_SINK])
+            if amount > 0:
+                for u, v in ((_SOURCE, node), (node, slot), (slot, _SINK)):
+                    residual[u][v] -= amount
+                    residual[v][u] += amount
+                total += amount
+            if residual[_SOURCE][node] == 0:
+                break
+    return total
 
 
 def _max_flow(residual: list[dict[int, int]]) -> int:
