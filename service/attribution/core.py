@@ -10,12 +10,15 @@ How a join is decided:
    time, never while Discord's retry_after runs or a failed fetch backs off).
 2. Each answer is *settled* `gateway_latency` after it arrived: by then every join whose use it counted has
    been seen. Settled fetches are compared pairwise into use slots (`diff.py`), and every join's possible
-   slots are computed from when its use can have happened (`joined_at` ± clock skew, and the arrival time
-   minus the latency) and what its invite allowed (created before, not expired, bots use none).
-3. `solver.py` finds the slots each join fills in *some* assignment consistent with the counts. A join whose
-   every assignment names one invite is decided: exact, new_invite, max_uses, vanity, or unknown (none). The
-   rest wait for more fetches; a join is recorded ambiguous (candidates listed, nobody credited) once no
-   later fetch can tell it apart, or when it has waited `max_join_wait`. Records leave in arrival order.
+   slots are computed from when its use can have happened (`joined_at` and the clock offset `clock.py`
+   has learned, and the arrival time minus the latency) and what its invite allowed (created before, not
+   expired, bots use none).
+3. `problem.py` with `solver.py` finds the slots each join fills in *some* assignment consistent with the
+   counts (if none exists, an assumption broke: the bounds are lifted step by step, never guessed). A join
+   whose every assignment names one invite is decided: exact, new_invite, max_uses, vanity, or unknown
+   (none). The rest wait for more fetches; a join is recorded ambiguous (candidates listed, nobody
+   credited) once no later fetch can tell it apart, or when it has waited `max_join_wait`. Records leave
+   in arrival order.
 4. Decided joins stay in the problem as long as their use may explain a later count; settled fetches that no
    undecided join can reach are folded into a new baseline, and a snapshot is logged now and then.
 
@@ -110,7 +113,8 @@ class GuildAttribution:
         self._joins: list[Join] = []  # undecided joins, and decided ones whose use may explain a later count
         self._queue: deque[Join] = deque()  # not yet logged, in arrival order
         self._present: dict[str, _Present] = {}
-        self._last_joined: dict[str, float] = {}  # each member's latest joined_at: a re-sent join repeats it
+        # Each member's recent joined_at values: a join sent again repeats one, even after a leave and rejoin.
+        self._joined_at: dict[str, tuple[float, ...]] = {}
         self._known: set[str] = set()
         self._seq = 0
         self._request_id = 0
@@ -208,10 +212,10 @@ class GuildAttribution:
         for member in event.present:
             joined = member.joined_at.timestamp()
             self._present[member.user_id] = _Present(joined, joined)
-            self._last_joined[member.user_id] = joined
+            self._remember_joined(member.user_id, joined)
         for record in event.recent_joins:
             self._joins.append(self._restored_join(record))
-            self._last_joined.setdefault(record.user_id, record.timestamp.timestamp())
+            self._remember_joined(record.user_id, record.timestamp.timestamp())
         self._dirty = True
 
     def _restored_join(self, record: JoinRecorded) -> Join:
@@ -274,8 +278,8 @@ class GuildAttribution:
 
     def _on_join(self, member: MemberInfo) -> None:
         joined = member.joined_at.timestamp() if member.joined_at is not None else None
-        last = self._last_joined.get(member.user_id)
-        if joined is not None and last is not None and abs(last - joined) <= _SAME_INSTANT:
+        seen = self._joined_at.get(member.user_id, ())
+        if joined is not None and any(abs(before - joined) <= _SAME_INSTANT for before in seen):
             return  # the same join sent again, maybe even after the member left: a rejoin has a new joined_at
         present = self._present.get(member.user_id)
         if present is not None:  # GUILD_MEMBER_ADD sent again for someone already here
@@ -295,7 +299,7 @@ class GuildAttribution:
         self._known.add(member.user_id)
         self._present[member.user_id] = _Present(joined, self._now)
         if joined is not None:
-            self._last_joined[member.user_id] = joined
+            self._remember_joined(member.user_id, joined)
         self._seq += 1
         facts = JoinFacts(
             self.guild_id, self.guild_name, member.user_id, member.username, member.display_name,
@@ -307,6 +311,9 @@ class GuildAttribution:
         self._queue.append(join)
         if member.bot and not self.config.bots_use_invites:
             self._dirty = True  # nothing to wait for: a bot joins through OAuth2, not an invite
+
+    def _remember_joined(self, user_id: str, joined: float) -> None:
+        self._joined_at[user_id] = (*self._joined_at.get(user_id, ())[-7:], joined)
 
     def _on_leave(self, event: MemberRemoved) -> None:
         self._present.pop(event.user_id, None)

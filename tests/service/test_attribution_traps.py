@@ -203,3 +203,21 @@ def test_an_invite_used_up_before_the_first_fetch_is_not_pinned_on_whoever_is_he
     g.run()
     assert g.record("u2").staff_id is None
     assert g.record("u1").staff_id in (None, "7")
+
+
+def test_a_stale_repeat_of_an_earlier_join_after_a_leave_and_rejoin_is_not_a_third_join() -> None:
+    g = ScriptedGuild((invite("A", 5, staff="1"), invite("B", 0, staff="2")))
+    g.run(10)
+    first = g.join("u1", "A")
+    g.run(10)
+    g.leave("u1")
+    g.run(5)
+    second = g.join("u1", "B")
+    g.run(5)
+    g.join("u1", None, joined_at=first.joined_at, delay=0.0)  # re-sent, late, for the first join
+    g.join("u1", None, joined_at=second.joined_at, delay=1.0)  # and for the second
+    g.run()
+    assert [(r.invite_code, r.timestamp) for r in g.joins()] == [
+        ("A", first.joined_at),
+        ("B", second.joined_at),
+    ]
