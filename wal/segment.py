@@ -28,7 +28,16 @@ from typing import BinaryIO
 import attrs
 from crc32c import crc32c
 
-from wal.codec import Frame, FrameDecoder, FrameError, NeedMore
+from wal.codec import (
+    FRAME_HEADER,
+    FRAME_HEADER_SIZE,
+    KNOWN_FLAGS,
+    MAX_PAYLOAD_BYTES,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    NeedMore,
+)
 
 SEGMENT_MAGIC = b"ILWALSEG"
 FORMAT_VERSION = 1
@@ -40,6 +49,7 @@ DEFAULT_SEGMENT_BYTES = 64 * 2**20
 
 _NAME_RE = re.compile(r"^(\d{20})\.wal$")
 _READ_CHUNK = 1 << 20
+_SCAN_CHUNK = 8 << 20
 
 
 def segment_name(first_lsn: int) -> str:
@@ -132,6 +142,30 @@ class SegmentScan:
     frame_error: FrameError | None  # the first undecodable frame, if any
 
 
+def _skip_valid_frames(data: bytes, pos: int, expected_lsn: int) -> tuple[int, int]:
+    """Walk the frames of `data` from `pos` that are whole, checksum-valid and in LSN order; return where
+    the walk stopped and the LSN expected there. No Frame objects, no payload copies: a start-up checks
+    every sealed segment, and this is about five times faster than the decoder. It stops at the first
+    frame it cannot vouch for (incomplete, damaged or free space); `scan_segment` hands that to the
+    decoder, which names the problem exactly as before."""
+    unpack = FRAME_HEADER.unpack_from
+    end_of_data = len(data)
+    view = memoryview(data)
+    try:
+        while pos + FRAME_HEADER_SIZE <= end_of_data:
+            length, crc, lsn, _record_type, flags = unpack(data, pos)
+            end = pos + FRAME_HEADER_SIZE + length
+            if lsn != expected_lsn or end > end_of_data or length > MAX_PAYLOAD_BYTES or flags & ~KNOWN_FLAGS:
+                break
+            if crc32c(view[pos + 8 : end], crc32c(view[pos : pos + 4])) != crc:
+                break
+            pos = end
+            expected_lsn += 1
+    finally:
+        view.release()
+    return pos, expected_lsn
+
+
 def scan_segment(path: Path, first_lsn: int) -> SegmentScan:
     """Verify a segment's header and every frame, stopping at the first bad one. Reads only."""
     with open(path, "rb") as f:
@@ -140,17 +174,36 @@ def scan_segment(path: Path, first_lsn: int) -> SegmentScan:
         header_error = check_segment_header(head, first_lsn)
         if header_error is not None:
             return SegmentScan(path, first_lsn, size, header_error, 0, None, 0, None)
-        count = 0
-        last: int | None = None
-        valid = SEGMENT_HEADER_SIZE
+        # Fast path over the valid frames, chunk by chunk (a frame cut by a chunk's end is carried over).
+        offset = SEGMENT_HEADER_SIZE  # absolute offset of data[0]
+        expected = first_lsn
+        data = b""
+        while chunk := f.read(_SCAN_CHUNK):
+            data = data + chunk if data else chunk
+            pos, expected = _skip_valid_frames(data, 0, expected)
+            offset, data = offset + pos, data[pos:]
+            if len(data) >= FRAME_HEADER_SIZE and _frame_end(data) <= len(data):
+                break  # a whole frame the fast path would not take: the decoder says why
+        count = expected - first_lsn
+        last: int | None = expected - 1 if count else None
+        valid = offset
+        # The rest (normally nothing, or the active segment's free space) through the decoder.
+        f.seek(offset)
         try:
-            for frame in _frames_from(f, SEGMENT_HEADER_SIZE, first_lsn):
+            for frame in _frames_from(f, offset, expected):
                 count += 1
                 last = frame.lsn
                 valid = frame.end
         except FrameError as exc:
             return SegmentScan(path, first_lsn, size, None, count, last, valid, exc)
     return SegmentScan(path, first_lsn, size, None, count, last, valid, None)
+
+
+def _frame_end(data: bytes) -> int:
+    """Where the frame whose header starts `data` claims to end; 0 for a length no frame can have, so the
+    caller stops there instead of reading the rest of the file for it."""
+    (length,) = struct.unpack_from("<I", data)
+    return 0 if length > MAX_PAYLOAD_BYTES else FRAME_HEADER_SIZE + length
 
 
 def _frames_from(f: BinaryIO, offset: int, expected_lsn: int) -> Iterator[Frame]:
