@@ -268,6 +268,8 @@ class GuildAttribution:
         joined = member.joined_at.timestamp()
         if joined <= self._horizon:
             return
+        if any(abs(before - joined) <= _SAME_INSTANT for before in self._joined_at.get(member.user_id, ())):
+            return  # a join already seen, whatever came after it (a leave may arrive after the next rejoin)
         present = self._present.get(member.user_id)
         if present is not None:
             if present.joined_at is not None and abs(present.joined_at - joined) <= _SAME_INSTANT:

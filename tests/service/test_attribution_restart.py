@@ -167,3 +167,18 @@ def test_the_log_keeps_join_and_leave_order_across_a_restart() -> None:
     g.leave("u1")
     g.run()
     assert [type(r) for r in g.log if isinstance(r, JoinRecorded | MemberLeft)] == [JoinRecorded, MemberLeft]
+
+
+def test_a_leave_arriving_after_the_rejoin_does_not_make_the_rejoin_an_offline_join_later() -> None:
+    g = two_invite_guild()
+    g.join("u1", "A")
+    g.run(10)
+    g.leave("u1", delay=2.0)  # this GUILD_MEMBER_REMOVE is slow...
+    g.run(0.5)
+    g.join("u1", "B", delay=0.1)  # ...and arrives after the rejoin's GUILD_MEMBER_ADD
+    g.run()
+    g.stop()
+    g.run(30)
+    g.start()  # the member list shows u1, joined at the rejoin, although the log's last word is a leave
+    g.run()
+    assert [r.invite_code for r in g.joins() if r.user_id == "u1"] == ["A", "B"]
