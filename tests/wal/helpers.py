@@ -64,5 +64,5 @@ def truncate(path: Path, length: int) -> None:
 async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
     """Wait until another task or thread has made `predicate` true."""
     with anyio.fail_after(within):
-        while not predicate():  # noqa: ASYNC110 - the state is changed by other tasks and threads
+        while not predicate():  # polling: the state is changed by other tasks and threads
             await anyio.sleep(0.005)
