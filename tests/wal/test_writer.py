@@ -271,3 +271,25 @@ async def test_the_durable_watermark_wakes_a_waiter_when_the_record_is_on_disk(t
         await anyio.sleep(0.05)
         tg.cancel_scope.cancel()
     assert seen == [3, 3]
+
+
+async def test_append_many_keeps_the_callers_order_in_one_group_commit(tmp_path):
+    fs = FaultyFileSystem()
+    wal_dir = tmp_path / "wal"
+    writer = WalWriter(wal_dir, fs=fs)
+    async with anyio.create_task_group() as tg:
+        await tg.start(writer.run)
+        syncs = fs.calls["fdatasync"]
+        assert await writer.append_many([(1, b"a"), (2, b"b"), (3, b"c")]) == [1, 2, 3]
+        assert fs.calls["fdatasync"] == syncs + 1
+        fs.inject("write", errno.ENOSPC)
+        with pytest.raises(WalWriteError):
+            await writer.append_many([(1, b"lost"), (1, b"lost too")])
+        assert await writer.append_many([(1, b"d")]) == [4]
+        tg.cancel_scope.cancel()
+    assert [(e.lsn, e.record_type, e.payload) for e in entries(wal_dir)] == [
+        (1, 1, b"a"),
+        (2, 2, b"b"),
+        (3, 3, b"c"),
+        (4, 1, b"d"),
+    ]
