@@ -203,8 +203,9 @@ def _configure(conn: apsw.Connection) -> None:
     conn.pragma("cache_size", -32_000)  # 32 MB: the hot index pages of a few million joins
 
 
-def _check_identity(conn: apsw.Connection, path: str) -> int:
-    """The file's user_version after checking it is ours (or empty); raises ProjectionSchemaError."""
+def _check_identity(conn: apsw.Connection, path: str, supported: int = SCHEMA_VERSION) -> int:
+    """The file's user_version after checking it is ours (or empty) and not newer than `supported`;
+    raises ProjectionSchemaError."""
     try:
         app_id = int(conn.pragma("application_id"))
         version = int(conn.pragma("user_version"))
@@ -215,8 +216,8 @@ def _check_identity(conn: apsw.Connection, path: str) -> int:
         raise NotAProjectionError(f"{path} belongs to another application (application_id {app_id:#x})")
     if version == 0 and table_count > 0:
         raise NotAProjectionError(f"{path} has tables but no projection schema version")
-    if version > SCHEMA_VERSION:
-        raise SchemaTooNewError(version, SCHEMA_VERSION)
+    if version > supported:
+        raise SchemaTooNewError(version, supported)
     if version > 0 and app_id != APPLICATION_ID:
         raise NotAProjectionError(f"{path} has user_version {version} but not our application_id")
     return version
@@ -224,9 +225,7 @@ def _check_identity(conn: apsw.Connection, path: str) -> int:
 
 def migrate(conn: apsw.Connection, migrations: Sequence[Migration] = MIGRATIONS, path: str = "") -> int:
     """Bring the schema up to the latest version, one transaction per step. Returns the version."""
-    version = _check_identity(conn, path or conn.filename or ":memory:")
-    if version > len(migrations):
-        raise SchemaTooNewError(version, len(migrations))
+    version = _check_identity(conn, path or conn.filename or ":memory:", supported=len(migrations))
     for migration in migrations[version:]:
         with conn:
             for statement in migration.statements:

@@ -25,7 +25,7 @@ from service.projection import (
     rebuild_apply,
     rebuild_database,
 )
-from service.projection.schema import APPLICATION_ID, MIGRATIONS, from_us, iso_sql, to_us
+from service.projection.schema import APPLICATION_ID, MIGRATIONS, Migration, from_us, iso_sql, migrate, to_us
 from service.records import (
     AttributionKind,
     InviteSnapshotTaken,
@@ -97,6 +97,21 @@ def test_a_new_database_is_migrated_in_wal_mode_with_our_identity(tmp_path: Path
 
 def test_migrations_are_numbered_one_after_another():
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_an_older_database_is_migrated_step_by_step_and_then_refused_by_older_code(tmp_path: Path):
+    path = tmp_path / "p.sqlite3"
+    conn = open_database(path)
+    apply_batch(conn, numbered(join("u1")))
+    v2 = Migration(2, "a column a later version needs", ("ALTER TABLE joins ADD COLUMN note TEXT",))
+    assert migrate(conn, (*MIGRATIONS, v2)) == 2
+    assert conn.pragma("user_version") == 2
+    assert rows(conn, "SELECT user_id, note FROM joins") == [("u1", None)]  # rows kept, column added
+    conn.close()
+    with pytest.raises(SchemaTooNewError):  # this code only knows version 1: recovery rebuilds
+        open_database(path)
+    with pytest.raises(ProjectionSchemaError):
+        open_read_connection(path)
 
 
 def test_a_newer_schema_version_is_refused_with_a_typed_error(tmp_path: Path):
