@@ -150,14 +150,28 @@ def _skip_valid_frames(data: bytes, pos: int, expected_lsn: int) -> tuple[int, i
     decoder, which names the problem exactly as before."""
     unpack = FRAME_HEADER.unpack_from
     end_of_data = len(data)
+    unknown_flags = ~KNOWN_FLAGS
+    # The checksum starts with the 4-byte length field; its CRC depends on the length alone, and records
+    # of one kind have few distinct lengths, so it is computed once per length.
+    seeds: dict[int, int] = {}
     view = memoryview(data)
     try:
         while pos + FRAME_HEADER_SIZE <= end_of_data:
             length, crc, lsn, _record_type, flags = unpack(data, pos)
             end = pos + FRAME_HEADER_SIZE + length
-            if lsn != expected_lsn or end > end_of_data or length > MAX_PAYLOAD_BYTES or flags & ~KNOWN_FLAGS:
+            if (
+                lsn != expected_lsn
+                or end > end_of_data
+                or length > MAX_PAYLOAD_BYTES
+                or flags & unknown_flags
+            ):
                 break
-            if crc32c(view[pos + 8 : end], crc32c(view[pos : pos + 4])) != crc:
+            seed = seeds.get(length)
+            if seed is None:
+                seed = crc32c(view[pos : pos + 4])
+                if len(seeds) < 65_536:
+                    seeds[length] = seed
+            if crc32c(view[pos + 8 : end], seed) != crc:
                 break
             pos = end
             expected_lsn += 1
