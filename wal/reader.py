@@ -21,6 +21,7 @@ from wal.segment import (
     SEGMENT_HEADER_SIZE,
     HeaderProblem,
     check_segment_header,
+    frame_offset,
     list_segment_files,
     read_frames,
     segment_name,
@@ -98,7 +99,12 @@ def iter_frames(wal_dir: Path | str, from_lsn: int = 1, *, to_lsn: int | None = 
         is_last = index == len(files) - 1
         try:
             if _header_ok(path, first_lsn, is_last=is_last):
-                for frame in read_frames(path, offset=SEGMENT_HEADER_SIZE, expected_lsn=first_lsn):
+                offset, offset_lsn = SEGMENT_HEADER_SIZE, first_lsn
+                if from_lsn > first_lsn and index == start:
+                    # Skip the records before from_lsn without decoding them (checksums still checked).
+                    offset, offset_lsn = frame_offset(path, first_lsn, from_lsn)
+                    seen, end = offset_lsn - 1, offset
+                for frame in read_frames(path, offset=offset, expected_lsn=offset_lsn):
                     seen, end = frame.lsn, frame.end
                     if to_lsn is not None and frame.lsn > to_lsn:
                         return

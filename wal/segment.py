@@ -142,12 +142,12 @@ class SegmentScan:
     frame_error: FrameError | None  # the first undecodable frame, if any
 
 
-def _skip_valid_frames(data: bytes, pos: int, expected_lsn: int) -> tuple[int, int]:
+def _skip_valid_frames(data: bytes, pos: int, expected_lsn: int, until_lsn: int = 0) -> tuple[int, int]:
     """Walk the frames of `data` from `pos` that are whole, checksum-valid and in LSN order; return where
     the walk stopped and the LSN expected there. No Frame objects, no payload copies: a start-up checks
     every sealed segment, and this is about five times faster than the decoder. It stops at the first
     frame it cannot vouch for (incomplete, damaged or free space); `scan_segment` hands that to the
-    decoder, which names the problem exactly as before."""
+    decoder, which names the problem exactly as before. With `until_lsn`, it also stops before that LSN."""
     unpack = FRAME_HEADER.unpack_from
     end_of_data = len(data)
     unknown_flags = ~KNOWN_FLAGS
@@ -161,6 +161,7 @@ def _skip_valid_frames(data: bytes, pos: int, expected_lsn: int) -> tuple[int, i
             end = pos + FRAME_HEADER_SIZE + length
             if (
                 lsn != expected_lsn
+                or lsn == until_lsn
                 or end > end_of_data
                 or length > MAX_PAYLOAD_BYTES
                 or flags & unknown_flags
@@ -180,6 +181,28 @@ def _skip_valid_frames(data: bytes, pos: int, expected_lsn: int) -> tuple[int, i
     return pos, expected_lsn
 
 
+def _walk_valid_frames(f: BinaryIO, offset: int, expected: int, until_lsn: int = 0) -> tuple[int, int]:
+    """From `offset` of an open file (positioned there), the fast path over valid frames, chunk by chunk
+    (a frame cut by a chunk's end is carried over); returns where it stopped and the LSN expected there."""
+    data = b""
+    while chunk := f.read(_SCAN_CHUNK):
+        data = data + chunk if data else chunk
+        pos, expected = _skip_valid_frames(data, 0, expected, until_lsn)
+        offset, data = offset + pos, data[pos:]
+        if expected == until_lsn or (len(data) >= FRAME_HEADER_SIZE and _frame_end(data) <= len(data)):
+            break  # reached, or a whole frame the fast path would not take: the decoder says why
+    return offset, expected
+
+
+def frame_offset(path: Path, first_lsn: int, lsn: int) -> tuple[int, int]:
+    """Where in a segment the frame of `lsn` starts, found without decoding the frames before it (their
+    checksums are checked): (offset, LSN there). Stops earlier at anything the decoder must look at, so
+    a reader that continues from the result sees every problem it would have seen from the start."""
+    with open(path, "rb") as f:
+        f.seek(SEGMENT_HEADER_SIZE)
+        return _walk_valid_frames(f, SEGMENT_HEADER_SIZE, first_lsn, lsn)
+
+
 def scan_segment(path: Path, first_lsn: int) -> SegmentScan:
     """Verify a segment's header and every frame, stopping at the first bad one. Reads only."""
     with open(path, "rb") as f:
@@ -188,16 +211,7 @@ def scan_segment(path: Path, first_lsn: int) -> SegmentScan:
         header_error = check_segment_header(head, first_lsn)
         if header_error is not None:
             return SegmentScan(path, first_lsn, size, header_error, 0, None, 0, None)
-        # Fast path over the valid frames, chunk by chunk (a frame cut by a chunk's end is carried over).
-        offset = SEGMENT_HEADER_SIZE  # absolute offset of data[0]
-        expected = first_lsn
-        data = b""
-        while chunk := f.read(_SCAN_CHUNK):
-            data = data + chunk if data else chunk
-            pos, expected = _skip_valid_frames(data, 0, expected)
-            offset, data = offset + pos, data[pos:]
-            if len(data) >= FRAME_HEADER_SIZE and _frame_end(data) <= len(data):
-                break  # a whole frame the fast path would not take: the decoder says why
+        offset, expected = _walk_valid_frames(f, SEGMENT_HEADER_SIZE, first_lsn)
         count = expected - first_lsn
         last: int | None = expected - 1 if count else None
         valid = offset
