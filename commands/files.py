@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import attrs
@@ -53,12 +54,18 @@ def package_export(
     return Attachment(file_name + ".gz", buffer.getvalue(), gzipped=True)
 
 
-def cli_hint(guild_id: str, fmt: str, since: str | None, until: str | None) -> str:
-    """The command that writes the same export on the server, for exports too large for Discord."""
+def cli_hint(guild_id: str, fmt: str, since: datetime | None, until: datetime | None) -> str:
+    """The command that writes the same export on the server, for exports too large for Discord. The times
+    are the resolved ones (a bare `until` day already moved to the next midnight), as the CLI's `--until`
+    means "before"."""
     parts = ["invite-ledger", "export", "--guild", guild_id, "--format", fmt]
-    if since:
-        parts += ["--since", since]
-    if until:
-        parts += ["--until", until]
+    if since is not None:
+        parts += ["--since", _iso(since)]
+    if until is not None:
+        parts += ["--until", _iso(until)]
     parts += ["--out", f"invite-logs.{fmt}"]
     return " ".join(parts)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -228,8 +228,7 @@ class StaffCommands:
 
     async def _export(self, ctx: SlashContext, guild_id: str) -> Reply:
         fmt = options.export_format(ctx.kwargs.get("format"))
-        since_text, until_text = ctx.kwargs.get("since"), ctx.kwargs.get("until")
-        since, until = options.date_range(since_text, until_text)
+        since, until = options.date_range(ctx.kwargs.get("since"), ctx.kwargs.get("until"))
         export = await self.ledger.export(guild_id, fmt, since, until)
         try:
             if export.rows == 0:
@@ -251,7 +250,7 @@ class StaffCommands:
                 content=f"The export holds {export.rows} joins: {render.size_text(packed.size)} even "
                 f"gzipped, over Discord's attachment limit of {render.size_text(packed.limit)}. "
                 "Run this on the bot's server instead:\n"
-                f"`{cli_hint(guild_id, fmt, since_text, until_text)}`"
+                f"`{cli_hint(guild_id, fmt, since, until)}`"
             )
         note = " (gzipped: it is large)" if packed.gzipped else ""
         return Reply(

@@ -116,6 +116,7 @@ class DiscordAdapter:
     _tg: TaskGroup | None = attrs.field(init=False, default=None)
     _first_ready: anyio.Event = attrs.field(init=False, factory=anyio.Event)
     _fetch_lock: anyio.Lock = attrs.field(init=False, factory=anyio.Lock)
+    _members_lock: anyio.Lock = attrs.field(init=False, factory=anyio.Lock)
     _retry_after: dict[str, float] = attrs.field(init=False, factory=dict)  # guild -> last 429's wait
     _last_gateway_at: datetime | None = attrs.field(init=False, default=None)
     _sessions: int = attrs.field(init=False, default=0)  # READY payloads seen (one per session)
@@ -384,10 +385,12 @@ class DiscordAdapter:
     async def _announce_guild(self, guild_id: str) -> None:
         members: tuple[MemberInfo, ...] | None
         try:
-            members = await self.list_members(guild_id)
-        except (FetchError, HTTPException, aiohttp.ClientError, OSError, parse.PayloadError) as exc:
+            # One guild at a time, for the same reason as invite fetches (the library's shared buckets).
+            async with self._members_lock:
+                members = await self.list_members(guild_id)
+        except Exception as exc:  # any failure costs only the list, never the adapter
             # Without a list the core treats the gap as blind rather than guess who joined in it.
-            log_event(log, "member_list_failed", level=logging.WARNING, guild=guild_id, error=str(exc))
+            log_event(log, "member_list_failed", level=logging.WARNING, guild=guild_id, error=repr(exc))
             members = None
         client = self._client
         guild = client.get_guild(int(guild_id)) if client is not None else None

@@ -218,7 +218,7 @@ async def test_export_attaches_csv_rows_and_gzips_or_refuses_large_files(world: 
     world.staff.attachment_limit = 50
     refused = await world.run("export_invite_logs", {"since": "2025-10-01"})
     assert not refused.files and "invite-ledger export --guild" in (refused.content or "")
-    assert "--since 2025-10-01" in (refused.content or "")
+    assert "--since 2025-10-01T00:00:00Z" in (refused.content or "")
     empty = await world.run("export_invite_logs", {"until": "2020-01-01"})
     assert "nothing to export" in (empty.content or "")
     assert all(not path.exists() for path in world.ledger.exports)  # temporary files are removed

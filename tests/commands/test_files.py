@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from commands.files import Attachment, TooLarge, cli_hint, package_export
@@ -30,4 +31,6 @@ def test_the_cli_hint_names_the_same_export() -> None:
         cli_hint("42", "csv", None, None)
         == "invite-ledger export --guild 42 --format csv --out invite-logs.csv"
     )
-    assert "--since 2025-10-01 --until 2025-10-31" in cli_hint("42", "jsonl", "2025-10-01", "2025-10-31")
+    since, until = datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 11, 1, tzinfo=UTC)
+    hint = cli_hint("42", "jsonl", since, until)
+    assert "--since 2025-10-01T00:00:00Z --until 2025-11-01T00:00:00Z" in hint
