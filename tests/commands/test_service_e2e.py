@@ -1,0 +1,185 @@
+"""The real service behind the real client: the simulator's joins become durable records through the adapter,
+the attribution actor, the WAL and the projection, and the staff commands answer from them; the join-log
+channel announces each join once durable; a RESUME replays a missed join into a record; an INVALID_SESSION
+makes the service fetch the invites again; a 429 on the invites route is waited out.
+
+asyncio only (interactions.py); see conftest.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import anyio.abc
+import attrs
+import pytest
+from interactions import Permissions
+
+from commands import JoinLogPoster, StaffCommands, register
+from service.app import Service
+from service.attribution.config import AttributionConfig
+from service.attribution_actor import Durable
+from service.config import load_config
+from service.discord_adapter import Backoff, DiscordAdapter
+from service.health import DISCORD
+from service.records import AttributionKind
+from sim import Answer, SimGuild, SimServer, SimUser
+
+pytestmark = pytest.mark.anyio
+
+STAFF_PERMS = int(Permissions.MANAGE_GUILD | Permissions.VIEW_CHANNEL | Permissions.SEND_MESSAGES)
+FAST = AttributionConfig(
+    gateway_latency=timedelta(milliseconds=50),
+    clock_skew=timedelta(milliseconds=50),
+    min_fetch_gap=timedelta(milliseconds=1),
+    max_join_wait=timedelta(seconds=5),
+)
+
+
+@attrs.define
+class Bot:
+    sim: SimServer
+    guild: SimGuild
+    admin: SimUser
+    travis: SimUser
+    service: Service
+    adapter: DiscordAdapter
+    staff: StaffCommands
+    poster: JoinLogPoster
+
+    async def run(self, command: str, options: dict[str, Any] | None = None) -> Answer:
+        interaction = self.sim.invoke(self.guild, self.admin, command, options or {})
+        return await self.sim.answer(interaction, timeout=10)
+
+    async def recorded(self, user: SimUser, timeout: float = 10.0) -> dict[str, str]:
+        """The user's lookup once their join is recorded (each ask sees all that is durable)."""
+        with anyio.fail_after(timeout):
+            while True:
+                answer = await self.run("lookup_user_invite", {"user": user})
+                if answer.embeds and answer.embeds[0]["title"] != "No join recorded":
+                    return {f["name"]: f["value"] for f in answer.embeds[0]["fields"]}
+                await anyio.sleep(0.05)
+
+    def invite_fetches(self) -> int:
+        return _invite_fetches(self.sim)
+
+
+def _invite_fetches(sim: SimServer) -> int:
+    return sum(1 for r in sim.rest.requests if r.method == "GET" and r.path.endswith("/invites"))
+
+
+@pytest.fixture
+async def bot(sim: SimServer, tmp_path: Path) -> AsyncIterator[Bot]:
+    guild = sim.add_guild("PipVault")
+    admin, travis = sim.add_user("admin"), sim.add_user("TravisP")
+    sim.add_member(guild, admin, permissions=STAFF_PERMS)
+    sim.add_member(guild, travis, permissions=STAFF_PERMS)
+    sim.create_invite(guild, travis, code="abc123XYZ")
+    env = {
+        "INVITE_LEDGER_DATA_DIR": str(tmp_path / "data"),
+        "DISCORD_TOKEN": sim.token,
+        "INVITE_LEDGER_DISCORD_API_BASE": sim.base_url,
+    }
+    config = load_config(None, env)
+    adapter = DiscordAdapter.from_config(config, backoff=Backoff(initial_s=0.05, max_s=0.2))
+    durable_send, durable_receive = anyio.create_memory_object_stream[Durable](256)
+    service = Service.build(config, adapter, front=adapter.run, core=FAST, durable_out=durable_send)
+    adapter.on_ready = lambda: service.readiness.mark_ready(DISCORD)
+    adapter.on_disconnect = lambda: service.readiness.mark_not_ready(DISCORD, "gateway disconnected")
+    staff = register(adapter, service.ledger)
+    poster = JoinLogPoster(
+        adapter, str(guild.channel_named("join-log").id), durable_receive, min_interval_s=0.05
+    )
+
+    async def run_service(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with durable_send:  # closed when the service ends: the poster then ends too
+            await service.run(task_status=task_status)
+
+    async with anyio.create_task_group() as tg:
+        with anyio.fail_after(15):
+            await tg.start(run_service)
+        tg.start_soon(poster.run)
+        assert service.readiness.ready
+        # The first invite snapshot is the baseline every later join is compared with.
+        await sim.wait_until(lambda: _invite_fetches(sim) >= 1, 5, "the first invite snapshot")
+        await anyio.sleep(0.2)  # settled (FAST.gateway_latency is 50 ms)
+        try:
+            yield Bot(sim, guild, admin, travis, service, adapter, staff, poster)
+        finally:
+            service.stop()  # the orderly stop, also when the test failed
+    assert staff.failures == 0, "a command failed (see the log)"
+
+
+async def test_joins_become_records_the_commands_answer_from(bot: Bot) -> None:
+    sim = bot.sim
+    link = "https://vantage.com/ref/travis"
+    saved = await bot.run("staff_ib set", {"staff": bot.travis, "ib_link": link, "ib_code": "TRAVIS123"})
+    assert "Saved the IB profile of TravisP" in (saved.content or "")
+    john = sim.add_user("john_doe")
+    sim.join(bot.guild, john, via="abc123XYZ")
+    got = await bot.recorded(john)
+    assert "Invite Code: `abc123XYZ`" in got["🔗 Invite Details"]
+    assert f"Staff: TravisP (<@{bot.travis.id}>)" in got["👨‍💼 Referring Staff Member"]
+    assert f"IB Link: {link}" in got["👨‍💼 Referring Staff Member"]
+    assert got["🧭 Attribution"].startswith(f"**{AttributionKind.EXACT.value}**")
+    assert got["💾 Proof"].startswith("Write-ahead log record LSN") and ".wal`" in got["💾 Proof"]
+
+    channel = bot.guild.channel_named("join-log")
+    message = await sim.wait_channel_message(channel, lambda m: "john" in m.content, timeout=5)
+    assert "joined via code `abc123XYZ` (staff TravisP)" in message.content
+
+    logs = await bot.run("view_invite_logs", {"invite_code": "abc123XYZ"})
+    assert "john" in logs.embeds[0]["description"]
+    export = await bot.run("export_invite_logs")
+    [upload] = export.files
+    rows = list(csv.DictReader(io.StringIO(upload.data.decode("utf-8-sig"))))
+    assert [(r["user_id"], r["invite_code"], r["staff_id"]) for r in rows] == [
+        (str(john.id), "abc123XYZ", str(bot.travis.id))
+    ]
+    synced = await bot.run("sync_member_invites")
+    assert "✅ `abc123XYZ` (TravisP): Discord **1**, ledger **1**" in synced.embeds[0]["description"]
+    status = await bot.run("ledger_status")
+    fields = {f["name"]: f["value"] for f in status.embeds[0]["fields"]}
+    assert int(fields["Durable LSN"]) >= 2 and fields["Applied LSN"].startswith(fields["Durable LSN"])
+
+
+async def test_a_join_missed_while_away_is_replayed_by_resume_and_recorded(bot: Bot) -> None:
+    async with bot.sim.disconnected(resume=True):
+        away = bot.sim.join(bot.guild, bot.sim.add_user("joined_while_away"), via="abc123XYZ")
+    await bot.sim.wait_resumed()
+    got = await bot.recorded(away.user)
+    assert "Invite Code: `abc123XYZ`" in got["🔗 Invite Details"]
+
+
+async def test_invalid_session_refetches_invites(bot: Bot) -> None:
+    before = bot.invite_fetches()
+    await bot.sim.invalidate_session()
+    await bot.sim.wait_identifies(2)
+    with anyio.fail_after(10):
+        while bot.invite_fetches() == before:  # every Ready re-snapshots the invites
+            await anyio.sleep(0.05)
+    late = bot.sim.add_user("after_the_new_session")
+    bot.sim.join(bot.guild, late, via="abc123XYZ")
+    got = await bot.recorded(late)
+    assert "Invite Code: `abc123XYZ`" in got["🔗 Invite Details"]
+
+
+async def test_a_429_on_the_invites_route_is_waited_out(bot: Bot) -> None:
+    bot.sim.set_invites_budget(1, window_s=1.0)
+    # Someone else sharing the token spends the budget, so the service's own fetch meets a 429.
+    url = f"{bot.sim.base_url}/guilds/{bot.guild.id}/invites"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers={"Authorization": f"Bot {bot.sim.token}"}) as response:
+            assert response.status == 200
+    john = bot.sim.add_user("john_doe")
+    bot.sim.join(bot.guild, john, via="abc123XYZ")
+    got = await bot.recorded(john, timeout=15)
+    assert bot.sim.stats.rate_limited >= 1
+    assert "Invite Code: `abc123XYZ`" in got["🔗 Invite Details"]  # decided once the wait was over
