@@ -5,6 +5,13 @@ ticks, and performs the effects it returns.
   guild is one ordered lane inside the core.
 - Fetches run as their own tasks (the core asks for at most one per guild at a time), under a timeout, and
   feed their answer back through the inbox; a 429's retry_after goes to the core, which honours it.
+- Time is only trusted in feed order. The core decides a fetch once `gateway_latency` has passed since its
+  answer, assuming every join that fetch counted has been fed by then. Gateway events wait in buffers
+  upstream of the core (the adapter's stream, the pump), while fetch answers and clock ticks enter the inbox
+  directly, so a tick could overtake a join that arrived before it, and the core would pin that join's use
+  on another member: the worst error this product can make. So a tick or fetch answer stamped T is held
+  back until every gateway event stamped before T has been fed (a later one was fed, or nothing is
+  waiting upstream).
 - Records to log go, in decision order, to the appender task, which appends everything waiting as one
   batch (one group commit) and only then publishes them downstream as durable (`Durable(lsn, record)`):
   nothing downstream (a join-log message, a metric, a command) sees a join before fdatasync returned.
@@ -23,12 +30,36 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from service.attribution import Attributor, FetchInvites, LogRecord, WakeAt
-from service.events import ClockTick, Event, FetchFailed, FetchRateLimited, InvitesFetched
+from service.events import (
+    ClockTick,
+    Event,
+    FetchFailed,
+    FetchRateLimited,
+    GatewayDisconnected,
+    GuildAvailable,
+    InviteCreated,
+    InviteDeleted,
+    InvitesFetched,
+    MemberJoined,
+    MemberRemoved,
+)
 from service.gateway import FetchError, GatewayPort, RateLimited
 from service.metrics import ServiceMetrics
 from service.records import Record
 
 log = logging.getLogger(__name__)
+
+#: Events stamped by the bot's clock that the core uses to decide: fed only once earlier joins are in.
+_TIMING_EVENTS = (ClockTick, InvitesFetched, FetchRateLimited, FetchFailed)
+#: Events from the gateway port's stream (stamped on arrival, in stamp order).
+_GATEWAY_EVENTS = (
+    GuildAvailable,
+    GatewayDisconnected,
+    InviteCreated,
+    InviteDeleted,
+    MemberJoined,
+    MemberRemoved,
+)
 
 AppendBatch = Callable[[Sequence[Record]], Awaitable[Sequence[int]]]
 
@@ -63,6 +94,9 @@ class AttributionActor:
     announcements_dropped: int = 0
     metrics: ServiceMetrics | None = None
     _wake_at: float = math.inf
+    _gateway_in_flight: int = 0  # gateway events taken by the pump and not yet fed to the core
+    _last_fed_at: datetime | None = None  # the latest stamp of a gateway event fed to the core
+    _held: list[Event] = attrs.field(factory=list)  # ticks and fetch answers waiting for earlier events
     _wake_changed: anyio.Event = attrs.field(factory=anyio.Event)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -86,6 +120,38 @@ class AttributionActor:
         inbox: MemoryObjectSendStream[Event],
         records: MemoryObjectSendStream[Record],
     ) -> None:
+        if isinstance(event, _TIMING_EVENTS):
+            if not self._caught_up(event.at):
+                self._held.append(event)
+                return
+            await self._feed(event, tg, inbox, records)
+            return
+        if isinstance(event, _GATEWAY_EVENTS):
+            self._gateway_in_flight -= 1
+            if self._last_fed_at is None or event.at > self._last_fed_at:
+                self._last_fed_at = event.at
+        await self._feed(event, tg, inbox, records)
+        if self._held:
+            held, self._held = self._held, []
+            for waiting in held:  # in arrival order; those still early are held again
+                await self._decide(waiting, tg, inbox, records)
+
+    def _caught_up(self, at: datetime) -> bool:
+        """Has every gateway event stamped before `at` been fed to the core?"""
+        if self._last_fed_at is not None and self._last_fed_at >= at:
+            return True  # the gateway stream is in stamp order: everything earlier came before
+        stats = self.gateway.events.statistics()
+        return (
+            self._gateway_in_flight == 0 and stats.current_buffer_used == 0 and stats.tasks_waiting_send == 0
+        )
+
+    async def _feed(
+        self,
+        event: Event,
+        tg: TaskGroup,
+        inbox: MemoryObjectSendStream[Event],
+        records: MemoryObjectSendStream[Record],
+    ) -> None:
         for effect in self.attributor.handle(event):
             if isinstance(effect, LogRecord):
                 await records.send(effect.record)
@@ -98,6 +164,7 @@ class AttributionActor:
     async def _pump_gateway(self, inbox: MemoryObjectSendStream[Event]) -> None:
         async with inbox, self.gateway.events as events:
             async for event in events:
+                self._gateway_in_flight += 1
                 await inbox.send(event)
 
     async def _clock_loop(self, inbox: MemoryObjectSendStream[Event]) -> None:
@@ -109,6 +176,10 @@ class AttributionActor:
                     self._wake_at = math.inf  # the core announces the next wake, if any
                     await inbox.send(ClockTick(self.clock()))
                     continue
+                # A held tick is retried when the next gateway event is fed; with nothing upstream
+                # the next tick finds the core caught up, so poll at least this often meanwhile.
+                if self._held:
+                    delay = min(delay, 0.05)
                 with anyio.move_on_after(min(delay, 3600)):
                     await self._wake_changed.wait()
 
