@@ -9,14 +9,15 @@ The same runner serves Discord and the demo (which points `discord.api_base_url`
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
 import commands
 from commands.join_log import JoinLogPoster
-from service.app import Service, stop_on_signals
+from recovery.lock import DataDirLock
+from recovery.startup import StartupReport, recover
+from service.app import Service, core_config, stop_on_signals
 from service.attribution_actor import Durable
 from service.config import Config
 from service.discord_adapter import DiscordAdapter
@@ -25,12 +26,10 @@ from service.health import DISCORD
 log = logging.getLogger(__name__)
 
 
-def startup_recover(config: Config) -> Any:
+def startup_recover(config: Config) -> StartupReport:
     """Start-up recovery (recovery/): repairs the log's torn tail, rebuilds or catches up the database,
-    and restores each guild's attribution state from the log."""
-    from recovery.startup import recover
-
-    return recover(config)
+    and restores each guild's attribution state."""
+    return recover(config, core=core_config(config))
 
 
 async def run_bot(
@@ -39,7 +38,18 @@ async def run_bot(
     handle_signals: bool = True,
     task_status: TaskStatus[Service] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until SIGTERM/SIGINT (or `service.stop()`); started(service) once logged in to Discord."""
+    """Run until SIGTERM/SIGINT (or `service.stop()`); started(service) once logged in to Discord.
+
+    The data directory's lock is held from before recovery until the service has stopped, so `rebuild`
+    and `restore` refuse to touch a log that is in use."""
+    lock = await anyio.to_thread.run_sync(DataDirLock(config.data_dir, "service").acquire)
+    try:
+        await _run_locked(config, handle_signals=handle_signals, task_status=task_status)
+    finally:
+        lock.release()
+
+
+async def _run_locked(config: Config, *, handle_signals: bool, task_status: TaskStatus[Service]) -> None:
     report = await anyio.to_thread.run_sync(startup_recover, config)
     log.info("%s", report.line)
     adapter = DiscordAdapter.from_config(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,8 @@ def _run(args: argparse.Namespace) -> int:
     from service.logs import register_secret, setup_logging
 
     setup_logging(format=config.logging.format, level=config.logging.level)
+    # interactions.py logs every command call at INFO with the whole Member object: keep its warnings only.
+    logging.getLogger("interactions").setLevel(max(logging.WARNING, logging.getLogger().level))
     for secret in (config.discord.token, config.backup.s3.secret_access_key, config.backup.s3.session_token):
         register_secret(secret)
     for warning in config.warnings():
@@ -49,8 +52,8 @@ def _run(args: argparse.Namespace) -> int:
         print("no DISCORD_TOKEN: running the demo against the local Discord simulator (sim/)")
         return demo.main(config, pause_s=args.demo_pause)
     import anyio
-    from recovery.startup import StartupRefused
 
+    from recovery.startup import StartupRefused
     from service.bot import run_bot
 
     try:
