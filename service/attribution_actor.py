@@ -46,6 +46,7 @@ from service.events import (
 from service.gateway import FetchError, GatewayPort, RateLimited
 from service.metrics import ServiceMetrics
 from service.records import Record
+from wal import WalWriteError
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class AttributionActor:
     rate_limited: int = 0
     fetch_failures: int = 0
     announcements_dropped: int = 0
+    append_failures: int = 0  # decided records the log refused (disk full, I/O error): not acknowledged
     metrics: ServiceMetrics | None = None
     _wake_at: float = math.inf
     _gateway_in_flight: int = 0  # gateway events taken by the pump and not yet fed to the core
@@ -224,7 +226,14 @@ class AttributionActor:
                 # A decided record that reached this task is appended even while the service shuts down:
                 # the shutdown deadline bounds it, and the join is either durable or never acknowledged.
                 with anyio.CancelScope(shield=True):
-                    lsns = await self.append_batch(batch)
+                    try:
+                        lsns = await self.append_batch(batch)
+                    except WalWriteError as exc:
+                        # Disk full or an I/O error (WAL rule 6): this batch was not acknowledged, the
+                        # writer cut its bytes off and takes the next batch afresh. Carry on.
+                        self.append_failures += len(batch)
+                        log.error("%d decided record(s) not logged, not acknowledged: %s", len(batch), exc)
+                        continue
                 for lsn, record in zip(lsns, batch, strict=True):
                     self._publish(Durable(lsn, record))
 
