@@ -1,0 +1,125 @@
+"""Campaign 4: the log's filesystem fills up during a stream of joins (WAL rule 6).
+
+The most real setting: the log directory is a tiny ext4 filesystem loop-mounted at `<data>/wal` (needs
+root); a filler file takes every free block mid-stream and is deleted later. Without root or loop devices
+(or with INVITE_LEDGER_TEST_NO_LOOP=1) the same story runs on the fault layer: `FaultyFileSystem` answers
+ENOSPC to every write. Either way: the joins that hit the full disk are not acknowledged, the service
+keeps running, nothing acknowledged is lost, and joins are acknowledged again once space returns.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from recovery.faultlab.invariants import Projection, check
+from recovery.startup import recover
+from service.app import Service
+from tests.recovery.support import join_stream, make_config
+from wal import FaultyFileSystem, WalWriter
+
+pytestmark = pytest.mark.anyio
+
+
+def _mount_tiny_ext4(image: Path, mountpoint: Path) -> bool:
+    if os.environ.get("INVITE_LEDGER_TEST_NO_LOOP") or os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
+        return False
+    with open(image, "wb") as f:
+        f.truncate(8 * 2**20)
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "timeout": 30}
+    if subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=False, **quiet).returncode:
+        return False
+    return (
+        subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], check=False, **quiet).returncode
+        == 0
+    )
+
+
+@pytest.fixture
+def wal_on_tiny_fs(tmp_path: Path) -> Iterator[Path | None]:
+    """`<tmp>/data/wal` on its own 8 MiB ext4, or None where that cannot be mounted."""
+    mountpoint = tmp_path / "data" / "wal"
+    mounted = _mount_tiny_ext4(tmp_path / "wal.img", mountpoint)
+    try:
+        yield mountpoint if mounted else None
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mountpoint)], check=False, timeout=30)
+
+
+def _fill(directory: Path) -> Path:
+    """Take every free block of the filesystem holding `directory`."""
+    filler = directory / "filler"
+    with open(filler, "wb") as f:
+        chunk = b"\xff" * 65536
+        try:
+            for _ in range(100_000):
+                f.write(chunk)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+async def test_a_full_log_disk_refuses_joins_loses_nothing_and_recovers(
+    tmp_path: Path, wal_on_tiny_fs
+) -> None:
+    config = make_config(tmp_path / "data", INVITE_LEDGER_WAL_SEGMENT_BYTES="65536")
+    faulty: FaultyFileSystem | None = None
+    if wal_on_tiny_fs is None:  # no loop mount here: the fault layer plays the full disk
+        faulty = FaultyFileSystem()
+    filler: list[Path] = []
+
+    def use_fault_layer(service: Service) -> None:
+        ledger = service.ledger
+        ledger.writer = WalWriter(config.wal_dir, segment_bytes=65536, fs=faulty)
+        ledger.applier.durable = ledger.writer.durable
+
+    async def disk_full(service: Service) -> None:
+        if faulty is not None:
+            faulty.inject("write", errno.ENOSPC, times=None)
+            faulty.inject("fallocate", errno.ENOSPC, times=None)
+        else:
+            filler.append(await anyio.to_thread.run_sync(_fill, config.wal_dir))
+
+    async def space_back(service: Service) -> None:
+        if faulty is not None:
+            faulty.clear()
+        else:
+            filler.pop().unlink()
+
+    joins = 600
+    acked, service = await join_stream(
+        config,
+        joins,
+        hooks={200: disk_full, 400: space_back},
+        settle_s=1.5,
+        before_run=use_fault_layer if faulty is not None else None,
+    )
+    refused = [f"77{n:07d}" for n in range(joins) if f"77{n:07d}" not in acked]
+    print(
+        f"ENOSPC ({'loop-mounted ext4' if faulty is None else 'fault layer'}): {len(acked)} of {joins} joins "
+        f"acknowledged, {len(refused)} refused while the disk was full"
+    )
+    assert refused, "the full disk should have refused some joins"
+    # (Which joins: those decided while the disk was full; a decision can lag its join by up to
+    # max_join_wait, so the refused ones need not be exactly joins 200-399.)
+    assert service.attribution.append_failures >= len(refused)
+    assert any(int(user[2:]) >= 400 for user in acked), "joins are acknowledged again once space returns"
+
+    report = recover(config, progress=False)
+    assert report.last_lsn > 0
+    expected = Projection(tmp_path / "expected.sqlite3")
+    try:
+        result = check(config, acked, expected)
+    finally:
+        expected.close()
+    assert result.lost == () and result.duplicated == () and result.projection_equal
