@@ -77,17 +77,21 @@ def _lines(lines: Iterable[str], limit: int, more: str = "… and {n} more") -> 
 # --- /lookup_user_invite ----------------------------------------------------------------------------
 
 
-def lookup_embed(result: UserLookup, user_name: str | None = None) -> Embed:
+def not_found_embed(user_id: str) -> Embed:
+    return Embed(
+        title="No join recorded",
+        description=(
+            f"The ledger has no join of <@{user_id}> (`{user_id}`) in this server.\n"
+            "They may have joined before invite-ledger tracked joins, or through another server."
+        ),
+        color=ORANGE,
+    )
+
+
+def lookup_embed(result: UserLookup) -> Embed:
     join = result.latest_join
     if join is None:
-        return Embed(
-            title="No join recorded",
-            description=(
-                f"The ledger has no join of <@{result.user_id}> (`{result.user_id}`) in this server.\n"
-                "They may have joined before invite-ledger tracked joins, or through another server."
-            ),
-            color=ORANGE,
-        )
+        return not_found_embed(result.user_id)
     if join.erased:
         return Embed(
             title="User data erased",

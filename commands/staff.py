@@ -139,6 +139,8 @@ class StaffCommands:
         if user is None:
             raise BadInput("Choose the member to look up.")
         result = await self.ledger.lookup_user(guild_id, str(user.id))
+        if result is None:  # the façade may say "never seen" this way too
+            return Reply(embeds=[render.not_found_embed(str(user.id))])
         return Reply(embeds=[render.lookup_embed(result)])
 
     # --- /view_invite_logs and its buttons -----------------------------------------------------------

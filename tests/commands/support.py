@@ -30,10 +30,11 @@ class Collected:
         self._changed = anyio.Event()
 
     async def drain(self, adapter: DiscordAdapter) -> None:
-        async for event in adapter.events:
-            self.events.append(event)
-            self._changed.set()
-            self._changed = anyio.Event()
+        async with adapter.events as events:
+            async for event in events:
+                self.events.append(event)
+                self._changed.set()
+                self._changed = anyio.Event()
 
     def of(self, cls: type[E]) -> list[E]:
         return [e for e in self.events if isinstance(e, cls)]
@@ -70,5 +71,6 @@ async def running_adapter(
             await tg.start(adapter.run)
         yield adapter, collected
         tg.cancel_scope.cancel()
+    adapter.events.close()
     assert Route.BASE == base_before, "the adapter must put Route.BASE back"
     assert adapter.client is None or adapter.client.http.closed, "the HTTP session must be closed"

@@ -221,4 +221,5 @@ async def test_a_refused_token_is_fatal_not_retried(sim: SimServer) -> None:
             async with anyio.create_task_group() as tg:
                 await tg.start(adapter.run)
     assert refused.group_contains(GatewayFatalError, match="refused", depth=None)
+    adapter.events.close()
     assert adapter.restarts == 0

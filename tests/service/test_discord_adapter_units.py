@@ -99,6 +99,7 @@ async def test_a_full_stream_keeps_every_event_in_order(anyio_backend: str) -> N
     assert received == list(range(25))
     stream.close()
     stream.put(26)  # after close: ignored, no error
+    stream.receive.close()
 
 
 def test_backoff_is_bounded_jittered_and_grows() -> None:
