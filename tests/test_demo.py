@@ -28,8 +28,8 @@ def test_the_demo_runs_the_bot_against_the_simulator_and_exits_zero(tmp_path: Pa
     assert "IB Link: https://vantage.example/ref/travis" in out
     assert "IB Code: `TRAVIS123`" in out
     assert "Proof:" in out and "LSN" in out
-    for command in ("/lookup_user_invite", "/view_invite_logs", "/export_invite_logs", "/sync_member_invites"):
-        assert command in out
+    for command in ("lookup_user_invite", "view_invite_logs", "export_invite_logs", "sync_member_invites"):
+        assert f"/{command}" in out
     assert "[attachment invite-logs-" in out
     counted = json.loads(out.rsplit("demo finished: ", 1)[1])
     assert counted["joins"] == 8

@@ -137,7 +137,7 @@ async def until(condition: Callable[[], bool], limit_s: float = 15.0, what: str 
     """Wait, bounded, for a condition the system under test must reach by itself."""
     try:
         with anyio.fail_after(limit_s):
-            while not condition():  # noqa: ASYNC110 (the state belongs to the code under test)
+            while not condition():
                 await anyio.sleep(0.02)
     except TimeoutError:
         raise AssertionError(f"timed out after {limit_s}s waiting for {what}") from None

@@ -6,7 +6,6 @@ the project-wide trio parametrization does not apply here.
 """
 
 # Helpers take `timeout=` like the simulator's own scripting API; each applies it with anyio.fail_after.
-# ruff: noqa: ASYNC109
 
 from __future__ import annotations
 
