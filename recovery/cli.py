@@ -52,6 +52,9 @@ def register(subparsers: Any) -> None:
     )
     _common(verify)
     verify.add_argument("--no-backups", action="store_true", help="skip the comparison with backup targets")
+    verify.add_argument(
+        "--read-back", action="store_true", help="also read every backup object back (downloads S3 backups)"
+    )
     verify.set_defaults(handler=verify_command)
 
     restore = subparsers.add_parser(
@@ -195,7 +198,7 @@ def _verify(args: argparse.Namespace, config: Config) -> int:
     from recovery.render import render_verify
     from recovery.verify import verify
 
-    report = verify(config, progress=auto_progress(), backups=not args.no_backups)
+    report = verify(config, progress=auto_progress(), backups=not args.no_backups, read_back=args.read_back)
     problems = report.problems
     if args.json:
         data = {"ok": not problems, "problems": problems, **_unstructured(report)}

@@ -26,7 +26,7 @@ import attrs
 
 LOCK_NAME = "invite-ledger.lock"
 #: A momentary holder (a probe by `checkpoint`, a second start racing the first) is waited out this long.
-DEFAULT_WAIT_S = 2.0
+DEFAULT_WAIT_S = 0.5
 
 _registry_lock = threading.Lock()
 _held: dict[Path, tuple[int, int]] = {}  # resolved lock path -> (fd, count) held by this process

@@ -61,13 +61,22 @@ if _fast_member:
     _set_joined = RecordedMember.__dict__["joined_at"].__set__
 
 
-def _member(user: str, joined_us: int) -> RecordedMember:
+def _present(users: list[Any], last_leave: dict[str, int]) -> tuple[RecordedMember, ...]:
+    """Members whose last record is a join: (user, time, last join LSN) rows newer than their last leave."""
     if not _fast_member:
-        return RecordedMember(user, EPOCH + joined_us * _US)
-    member: RecordedMember = _new(RecordedMember)
-    _set_user(member, user)
-    _set_joined(member, EPOCH + joined_us * _US)
-    return member
+        return tuple(
+            RecordedMember(user, EPOCH + ts * _US) for user, ts, lsn in users if lsn > last_leave.get(user, 0)
+        )
+    out: list[RecordedMember] = []
+    append, new, set_user, set_joined, epoch, us = out.append, _new, _set_user, _set_joined, EPOCH, _US
+    left = last_leave.get
+    for user, ts, lsn in users:
+        if not last_leave or lsn > left(user, 0):
+            member = new(RecordedMember)
+            set_user(member, user)
+            set_joined(member, epoch + ts * us)
+            append(member)
+    return tuple(out)
 
 
 def _time(us: int | None) -> datetime | None:
@@ -206,7 +215,7 @@ def _guild(conn: apsw.Connection, guild_id: str, margin_us: int) -> GuildRestore
         _rows(conn, "SELECT user_id, max(lsn) FROM leaves WHERE guild_id = ? GROUP BY user_id", (guild_id,))
     )
     known = tuple(str(user) for user, _ts, _lsn in users)
-    present = tuple(_member(user, ts) for user, ts, lsn in users if lsn > last_leave.get(user, 0))
+    present = _present(users, last_leave)
     [(max_lsn, max_ts)] = _rows(
         conn, "SELECT max(lsn), max(timestamp_us) FROM joins WHERE guild_id = ?", (guild_id,)
     )

@@ -6,8 +6,10 @@
 2. The database: the projection is rebuilt from the log into a temporary file, up to the live database's
    applied LSN (read inside one read transaction, so a running service's applier does not move it), and
    the two are compared row by row, table by table; the first differing rows of each table are shown.
-3. The backups: each target's segments (its manifest plus a listing) against the local sealed segments:
-   missing at the target, extra at the target (LSNs this log does not have), or different content.
+3. The backups: each target's segments against the local sealed segments: missing at the target, listed
+   in its manifest but absent, extra at the target (LSNs this log does not have), or a checksum (in the
+   manifest, beside the object) that differs from the local file's; `read_back` also reads every object
+   back (for S3 that downloads the whole backup).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from recovery.progress import NoProgress, Progress
 from recovery.replay import rebuild_from_log
 from service import projection
 from service.backup.restore import remote_segments
-from service.backup.targets import digest_file, open_target, segment_name
+from service.backup.targets import SEGMENTS_PREFIX, digest_file, open_target, parse_range, segment_name
 from service.config import Config
 from wal import WalError, inspect_log
 
@@ -200,30 +202,43 @@ def _against_log(live: apsw.Connection, applied: int, config: Config, progress: 
             expected.close()
 
 
-def _check_target(url: str, config: Config, sealed: list[Any], active: Any) -> TargetCheck:
+def _check_target(url: str, config: Config, sealed: list[Any], active: Any, read_back: bool) -> TargetCheck:
     try:
         target = open_target(url, config.backup)
+        listed = set(target.list(SEGMENTS_PREFIX))
         remote = {s.name: s for s in remote_segments(target)}
         manifest = target.read_manifest()
+        local = {segment_name(s.first_lsn, s.last_lsn): s for s in sealed}
+        # What the manifest lists must exist; what is neither here nor there is "missing".
+        missing = tuple(sorted(n for n in local if n not in listed))
+        absent = tuple(sorted(n for n in remote if n not in listed))
+        extra = tuple(sorted(n for n in listed if n not in local and parse_range(n) is not None))
+        different = []
+        for name in sorted(set(local) & listed):
+            mine = digest_file(local[name].path)
+            stored = target.head(name)
+            theirs: set[tuple[int, str | None]] = {(remote[name].size, remote[name].sha256)}
+            if stored is not None:
+                theirs.add((stored.size, stored.sha256))
+            if read_back:
+                read = target.digest(name)
+                theirs.add((read.size, read.sha256))
+            if theirs != {(mine.size, mine.sha256)}:
+                different.append(name)
+        partial = manifest.active if manifest is not None else None
+        if partial is not None and active is not None and partial.first_lsn == active.first_lsn:
+            info = digest_file(active.path, limit=partial.size)
+            if (info.size, info.sha256) != (partial.size, partial.sha256):
+                different.append(partial.name)
     except Exception as exc:  # unreachable, unreadable: a finding of verify, reported, never raised
         return TargetCheck(url, (), (), (), error=str(exc) or type(exc).__name__)
-    local = {segment_name(s.first_lsn, s.last_lsn): s for s in sealed}
-    missing = tuple(sorted(n for n in local if n not in remote))
-    extra = tuple(sorted(n for n in remote if n not in local))
-    different = []
-    for name in sorted(set(local) & set(remote)):
-        info = digest_file(local[name].path)
-        if (info.size, info.sha256) != (remote[name].size, remote[name].sha256):
-            different.append(name)
-    partial = manifest.active if manifest is not None else None
-    if partial is not None and active is not None and partial.first_lsn == active.first_lsn:
-        info = digest_file(active.path, limit=partial.size)
-        if (info.size, info.sha256) != (partial.size, partial.sha256):
-            different.append(partial.name)
-    return TargetCheck(url, missing, extra, tuple(different))
+    error = f"the manifest lists {len(absent)} segment(s) the target does not hold: {', '.join(absent[:3])}"
+    return TargetCheck(url, missing, extra, tuple(different), error=error if absent else None)
 
 
-def verify(config: Config, *, progress: Progress | None = None, backups: bool = True) -> VerifyReport:
+def verify(
+    config: Config, *, progress: Progress | None = None, backups: bool = True, read_back: bool = False
+) -> VerifyReport:
     progress = progress or NoProgress()
     found = inspect_log(config.wal_dir)
     segments = tuple(
@@ -248,5 +263,5 @@ def verify(config: Config, *, progress: Progress | None = None, backups: bool = 
     if backups:
         sealed = [s for s in found.segments if s.sealed and s.last_lsn is not None]
         active = found.segments[-1] if found.segments and not found.segments[-1].sealed else None
-        targets = [_check_target(url, config, sealed, active) for url in config.backup_targets]
+        targets = [_check_target(url, config, sealed, active, read_back) for url in config.backup_targets]
     return VerifyReport(segments, log_problem, torn_note, applied, db_problem, tuple(tables), tuple(targets))

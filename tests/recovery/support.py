@@ -39,9 +39,11 @@ async def join_stream(
     pace_s: float = 0.002,
     settle_s: float = 1.0,
     before_run: Callable[[Service], None] | None = None,
+    until_shipped: bool = False,
 ) -> tuple[dict[str, int], Service]:
     """Run the service, join `joins` members (calling hooks[n] before join n), wait until every join is
-    acknowledged or nothing more has been for `settle_s`, stop it. Returns (user id -> LSN, service)."""
+    acknowledged or nothing more has been for `settle_s` (and, with `until_shipped`, until every sealed
+    segment is shipped), stop it. Returns (user id -> LSN, service)."""
     acked: dict[str, int] = {}
     gateway = ScriptedGateway(buffer=1024)
     gid, codes = f"{prefix}00", [f"{prefix}a", f"{prefix}b", f"{prefix}c"]
@@ -75,6 +77,11 @@ async def join_stream(
                     await anyio.sleep(0.05)
                     quiet = 0.0 if len(acked) != seen else quiet + 0.05
                     seen = len(acked)
+            shipper, writer = service.ledger.shipper, service.ledger.writer
+            if until_shipped and shipper is not None:
+                await wait_until(
+                    lambda: all(t.shipped_lsn >= writer.sealed.value for t in shipper.status().values())
+                )
             service.stop()
         tg.cancel_scope.cancel()
     return acked, service
