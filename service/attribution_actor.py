@@ -109,7 +109,7 @@ class AttributionActor:
             tg.start_soon(self._pump_gateway, inbox_send.clone())
             tg.start_soon(self._clock_loop, inbox_send.clone())
             task_status.started()
-            async with inbox_receive, records_send:
+            async with inbox_send, inbox_receive, records_send:
                 for event in self.restored:
                     await self._decide(event, tg, inbox_send, records_send)
                 async for event in inbox_receive:
@@ -223,19 +223,44 @@ class AttributionActor:
                         batch.append(records.receive_nowait())
                     except anyio.WouldBlock:
                         break
-                # A decided record that reached this task is appended even while the service shuts down:
-                # the shutdown deadline bounds it, and the join is either durable or never acknowledged.
-                with anyio.CancelScope(shield=True):
-                    try:
-                        lsns = await self.append_batch(batch)
-                    except WalWriteError as exc:
-                        # Disk full or an I/O error (WAL rule 6): this batch was not acknowledged, the
-                        # writer cut its bytes off and takes the next batch afresh. Carry on.
-                        self.append_failures += len(batch)
-                        log.error("%d decided record(s) not logged, not acknowledged: %s", len(batch), exc)
-                        continue
-                for lsn, record in zip(lsns, batch, strict=True):
+                await self._append_until_written(batch)
+
+    async def _append_until_written(self, batch: list[Record]) -> None:
+        """Append a batch and publish each record once durable, retrying while the log refuses records
+        (disk full, EIO: WAL rule 6).
+
+        Refused records are not acknowledged and their bytes were cut off, so writing them again is safe;
+        records of the batch that did become durable (a batch can span group commits) are published and
+        not written again. The decided joins wait here (the bounded streams behind this task fill up and
+        push back) and are written once space returns, instead of being dropped. A decided record that
+        reached this task is appended even while the service shuts down (shielded, bounded by the
+        shutdown deadline)."""
+        delay = 0.05
+        while batch:
+            with anyio.CancelScope(shield=True):
+                try:
+                    lsns = list(await self.append_batch(batch))
+                except WalWriteError as exc:
+                    self.append_failures += 1
+                    lsns = list(getattr(exc, "durable_lsns", None) or [0] * len(batch))
+                    log.error(
+                        "the log refused %d decided record(s), not acknowledged; retrying in %.2fs: %s",
+                        lsns.count(0),
+                        delay,
+                        exc,
+                    )
+            for lsn, record in zip(lsns, batch, strict=True):
+                if lsn:
                     self._publish(Durable(lsn, record))
+            batch = [record for lsn, record in zip(lsns, batch, strict=True) if not lsn]
+            if not batch:
+                return
+            try:
+                await anyio.sleep(delay)
+            except anyio.get_cancelled_exc_class():
+                log.error("stopping with %d decided record(s) the log refused: not recorded", len(batch))
+                raise
+            delay = min(delay * 2, 5.0)
 
     def _publish(self, durable: Durable) -> None:
         # Never let a slow consumer (a join-log channel under Discord's rate limits) hold up joins: the

@@ -38,7 +38,7 @@ from service.records import (
     StaffIbSet,
     UserErased,
 )
-from wal import WalWriter
+from wal import WalWriteError, WalWriter
 from wal.segment import parse_segment_name
 
 log = logging.getLogger(__name__)
@@ -145,11 +145,18 @@ class Ledger:
     async def append_batch(self, records: Sequence[Record]) -> list[int]:
         """Append records in this order; returns their LSNs once all are durable."""
         encoded = [convert.encode(r) for r in records]
-        lsns = await self.writer.append_many(encoded)
-        for record in records:
-            if isinstance(record, JoinRecorded):
-                self.metrics.joins_total.inc(kind=record.kind)
+        try:
+            lsns = await self.writer.append_many(encoded)
+        except WalWriteError as exc:
+            self._count_joins(records, getattr(exc, "durable_lsns", None) or [])
+            raise
+        self._count_joins(records, lsns)
         return lsns
+
+    def _count_joins(self, records: Sequence[Record], lsns: Sequence[int]) -> None:
+        for record, lsn in zip(records, lsns, strict=False):
+            if lsn and isinstance(record, JoinRecorded):
+                self.metrics.joins_total.inc(kind=record.kind)
 
     async def set_staff_ib(
         self, guild_id: str, staff_id: str, staff_username: str, ib_link: str, ib_code: str, set_by: str

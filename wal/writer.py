@@ -202,7 +202,11 @@ class WalWriter:
             await item.done.wait()
         for item in pending:
             if item.error is not None:
-                raise _fresh(item.error)
+                error = _fresh(item.error)
+                # The records may have been split over several group commits: say which ones are durable
+                # (LSN by position, 0 for not written), so a caller that retries writes only the rest.
+                error.durable_lsns = [0 if p.error is not None else p.lsn for p in pending]  # type: ignore[attr-defined]
+                raise error
         return [item.lsn for item in pending]
 
     async def _serve(self, io: IoThread, appender: SegmentAppender) -> None:
