@@ -158,10 +158,16 @@ async def test_a_name_present_with_other_bytes_is_an_alarm_and_is_kept(
     target.put_if_absent(segment_name(1, 10), b"someone else's bytes", "0" * 64)
     async with running(make(tmp_path, wal, [target])) as shipper:
         await until(lambda: (tmp_path / "t" / segment_name(11, 20)).exists(), what="later segment")
-        await until(lambda: bool(shipper.status()[target.url].alarms))
+        # The later segment's file appears before its upload is verified and counted: wait for the count.
+        await until(
+            lambda: (
+                bool(shipper.status()[target.url].alarms)
+                and shipper.status()[target.url].backlog_segments == 1
+            ),
+            what="the alarm, and only the first segment left in the backlog",
+        )
         status = shipper.status()[target.url]
         assert status.shipped_lsn == 0  # the first segment is not safely off-box
-        assert status.backlog_segments == 1
         assert segment_name(1, 10) in status.alarms[0]
     assert (tmp_path / "t" / segment_name(1, 10)).read_bytes() == b"someone else's bytes"
     assert any(r.levelname == "CRITICAL" and "BACKUP ALARM" in r.getMessage() for r in caplog.records)
