@@ -205,7 +205,7 @@ class BackupConfig:
     )
     retry_max_s: float = option(300.0, "Longest retry delay.", validator=_at_least(0.001))
     active_prefix_interval_s: float = option(
-        0.0,
+        300.0,
         "Also ship the active segment's durable prefix this often (seconds), bounding what an"
         " off-box restore can miss; 0 turns it off.",
         validator=_at_least(0),

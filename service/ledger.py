@@ -101,7 +101,11 @@ class Ledger:
         applier = Applier(config.wal_dir, config.db_path, writer.durable)
         queries = LedgerQueries(config.db_path, applier.applied)
         shipper = (
-            BackupShipper.from_config(config, watermark=writer.sealed) if config.backup_targets else None
+            BackupShipper.from_config(
+                config, watermark=writer.sealed, active_durable_prefix=writer.durable_prefix
+            )
+            if config.backup_targets
+            else None
         )
         ledger = cls(config, writer, applier, queries, shipper, metrics)
         queries.segment_of = ledger.segment_of

@@ -27,6 +27,10 @@ class CommitResult:
     sealed_lsn: int | None  # last LSN of a segment this commit sealed by rolling over
     error: WalError | None = None  # why the LSNs after `durable_lsn` were not written
     fatal: bool = False  # the writer must stop
+    #: The active segment and its size once this commit returned: what is durable in it (for shipping the
+    #: active segment's prefix off the machine before it is sealed).
+    active_path: Path | None = None
+    active_size: int = 0
 
 
 def _describe(exc: OSError) -> str:
@@ -104,10 +108,10 @@ class SegmentAppender:
                 durable = lsn + end - index - 1
                 index = end
         except WalWriteError as exc:
-            return CommitResult(durable, sealed, exc)
+            return CommitResult(durable, sealed, exc, active_path=self._path, active_size=self._size)
         except WalFatalError as exc:
             return CommitResult(durable, sealed, exc, fatal=True)
-        return CommitResult(durable, sealed)
+        return CommitResult(durable, sealed, active_path=self._path, active_size=self._size)
 
     def _fits(self, record: tuple[int, bytes], size: int) -> bool:
         return size + FRAME_HEADER_SIZE + len(record[1]) <= self._segment_bytes

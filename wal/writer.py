@@ -30,7 +30,7 @@ from wal.errors import WalClosedError, WalError, WalFatalError
 from wal.fs import FileSystem, OsFileSystem
 from wal.iothread import IoThread
 from wal.recover import RecoveryReport, open_log
-from wal.segment import DEFAULT_SEGMENT_BYTES, SEGMENT_HEADER_SIZE
+from wal.segment import DEFAULT_SEGMENT_BYTES, SEGMENT_HEADER_SIZE, parse_segment_name
 from wal.watermark import Watermark
 
 DEFAULT_BATCH_BYTES = 1 * 2**20
@@ -87,6 +87,20 @@ class WalWriter:
         self.last_recovery: RecoveryReport | None = None
         self._failure: BaseException | None = None
         self._ran = False
+        self._active_prefix: tuple[Path, int, int, int] | None = None
+
+    def durable_prefix(self) -> tuple[Path, int, int, int] | None:
+        """(path, first LSN, last durable LSN, durable size) of the active segment, or None while it holds
+        no record: what the backup shipper may copy off the machine before the segment is sealed. Cheap;
+        read on the event loop."""
+        return self._active_prefix
+
+    def _note_active(self, path: Path | None, size: int, durable_lsn: int) -> None:
+        first = parse_segment_name(path.name) if path is not None else None
+        if path is None or first is None or durable_lsn < first:
+            self._active_prefix = None
+        else:
+            self._active_prefix = (path, first, durable_lsn, size)
 
     @property
     def failure(self) -> BaseException | None:
@@ -118,6 +132,9 @@ class WalWriter:
                     self.durable.advance(report.last_lsn)
                     sealed = [s.last_lsn for s in report.segments[:-1] if s.last_lsn is not None]
                     self.sealed.advance(max(sealed, default=0))
+                    active = report.active_segment
+                    if active is not None:
+                        self._note_active(active.path, active.valid_size, report.last_lsn)
                     task_status.started()
                     await self._serve(io, appender)
                 except Exception as exc:
@@ -252,6 +269,8 @@ class WalWriter:
             self.durable.advance(result.durable_lsn)
         if result.sealed_lsn is not None:
             self.sealed.advance(result.sealed_lsn)
+        if result.active_path is not None:
+            self._note_active(result.active_path, result.active_size, self.durable.value)
         lsn = first_lsn
         for pending in batch[:acknowledged]:
             pending.lsn = lsn

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from recovery.replay import database_digest, projection_digest_of_log
+from recovery.replay import database_digest, log_records, projection_digest_of_log
 from service.app import Service
 from service.attribution.config import AttributionConfig
 from service.config import load_config
@@ -154,3 +154,39 @@ async def test_a_restart_resumes_from_applied_lsn_without_applying_twice(tmp_pat
     _, live = database_digest(config.db_path)
     _, expected = projection_digest_of_log(config.wal_dir, tmp_path / "scratch.sqlite3")
     assert live == expected
+
+
+async def test_the_active_segments_prefix_is_shipped_off_box_before_it_is_sealed(tmp_path: Path) -> None:
+    """With 64 MiB segments a busy guild seals one in months: the durable prefix of the active segment is
+    shipped every `backup.active_prefix_interval_s`, so a restore from the target reaches recent joins."""
+    from service.backup.directory import DirectoryTarget
+    from service.backup.restore import download_segments
+
+    backups = tmp_path / "offbox"
+    config = load_config(
+        None,
+        {
+            "INVITE_LEDGER_DATA_DIR": str(tmp_path / "data"),
+            "INVITE_LEDGER_BACKUP_TARGETS": f"file://{backups}",
+            "INVITE_LEDGER_BACKUP_ACTIVE_PREFIX_INTERVAL_S": "0.1",
+        },
+    )
+    gateway = ScriptedGateway()
+    [(gid, codes)] = guild_world(gateway, guilds=1)
+    service = Service.build(config, gateway, core=FAST)
+    async with anyio.create_task_group() as tg:
+        await tg.start(service.run)
+        await gateway.make_available(gid, with_invites=True)
+        for n in range(20):
+            await gateway.join(gid, gateway.new_user(f"p{n}"), codes[0])
+        await wait_until(partial(lambda s: joins_logged(s) >= 20, service))
+        durable = service.ledger.writer.durable.value
+        assert service.ledger.writer.sealed.value == 0  # nothing sealed: only the prefix can be off-box
+        shipper, url = service.ledger.shipper, config.backup_targets[0]
+        assert shipper is not None
+        await wait_until(lambda: (shipper.status()[url].active_shipped_lsn or 0) >= durable)
+        service.stop()
+    restored = download_segments(DirectoryTarget(backups), tmp_path / "restored")
+    assert restored
+    records = list(log_records(tmp_path / "restored"))
+    assert [lsn for lsn, _ in records] == list(range(1, durable + 1))

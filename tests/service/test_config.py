@@ -40,7 +40,7 @@ def test_defaults() -> None:
     assert config.discord.api_base_url == "https://discord.com/api/v10"
     assert config.discord.young_account_days == 7
     assert config.discord.token is None
-    assert config.backup.active_prefix_interval_s == 0
+    assert config.backup.active_prefix_interval_s == 300  # the active segment goes off-box every 5 min
     assert config.http.enabled is False
     assert config.logging.format == "kv"
     assert config.backup_targets == (f"file://{Path('data/backups').absolute()}",)
