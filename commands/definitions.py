@@ -115,6 +115,15 @@ def build(staff: StaffCommands) -> list[Any]:
             _option("staff", user, "The staff member", required=True),
         ),
         _slash(
+            "erase_user_data",
+            "Erase a member's personal data from the ledger (Discord's developer terms, on request)",
+            staff.erase_user_data,
+            _option("user", user, "The member (or someone who has left)", required=True),
+            _option(
+                "confirm", text, "Type ERASE to confirm: this cannot be undone", required=True, max_length=10
+            ),
+        ),
+        _slash(
             "ledger_status",
             "Durable, applied and backed-up positions of the ledger",
             staff.ledger_status,

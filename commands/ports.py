@@ -79,6 +79,8 @@ class LedgerPort(Protocol):
 
     async def remove_staff_ib(self, guild_id: str, staff_id: str, removed_by: str) -> int | None: ...
 
+    async def erase_user(self, guild_id: str, user_id: str, requested_by: str) -> int: ...
+
     async def export(
         self,
         guild_id: str | None,

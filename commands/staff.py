@@ -329,6 +329,27 @@ class StaffCommands:
             "Their earlier joins stay credited to them, without an IB link."
         )
 
+    # --- /erase_user_data ----------------------------------------------------------------------------
+
+    async def erase_user_data(self, ctx: SlashContext) -> None:
+        await self._answer(ctx, "erase_user_data", self._erase)
+
+    async def _erase(self, ctx: SlashContext, guild_id: str) -> Reply:
+        user = ctx.kwargs.get("user")
+        if user is None:
+            raise BadInput("Choose the member whose data to erase (someone who has left can be chosen too).")
+        if ctx.kwargs.get("confirm") != "ERASE":
+            raise BadInput(
+                "Nothing erased. To erase, type `ERASE` in the `confirm` option: this cannot be undone."
+            )
+        lsn = await self.ledger.erase_user(guild_id, str(user.id), str(ctx.author.id))
+        return Reply(
+            content=f"Erased the personal data of <@{user.id}> (`{user.id}`) in this server (LSN {lsn}): "
+            "names are blanked in the database and in every export; join counts per invite and staff "
+            "member are kept. Copies of the write-ahead log (on disk and in backups) still hold the "
+            "original records until they are deleted by hand."
+        )
+
     # --- /ledger_status ------------------------------------------------------------------------------
 
     async def ledger_status(self, ctx: SlashContext) -> None:

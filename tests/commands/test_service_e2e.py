@@ -183,3 +183,23 @@ async def test_a_429_on_the_invites_route_is_waited_out(bot: Bot) -> None:
     got = await bot.recorded(john, timeout=15)
     assert bot.sim.stats.rate_limited >= 1
     assert "Invite Code: `abc123XYZ`" in got["🔗 Invite Details"]  # decided once the wait was over
+
+
+async def test_erase_user_data_blanks_names_and_keeps_counts(bot: Bot) -> None:
+    sim = bot.sim
+    jane = sim.add_user("jane_private")
+    sim.join(bot.guild, jane, via="abc123XYZ")
+    await bot.recorded(jane)
+    refused = await bot.run("erase_user_data", {"user": jane, "confirm": "yes"})
+    assert "Nothing erased" in (refused.content or "")
+    done = await bot.run("erase_user_data", {"user": jane, "confirm": "ERASE"})
+    assert f"Erased the personal data of <@{jane.id}>" in (done.content or "")
+    export = await bot.run("export_invite_logs")
+    [upload] = export.files
+    rows = list(csv.DictReader(io.StringIO(upload.data.decode("utf-8-sig"))))
+    text = upload.data.decode("utf-8-sig")
+    assert "jane_private" not in text and str(jane.id) not in text  # name and id are gone
+    [row] = [r for r in rows if not r["user_id"]]
+    assert (row["invite_code"], row["staff_id"]) == ("abc123XYZ", str(bot.travis.id))  # counts survive
+    synced = await bot.run("sync_member_invites")
+    assert "Discord **1**, ledger **1**" in synced.embeds[0]["description"]
