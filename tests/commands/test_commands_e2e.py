@@ -85,6 +85,7 @@ async def world(sim: SimServer) -> AsyncIterator[World]:
 async def test_commands_are_synced_guild_only_for_manage_server(world: World) -> None:
     synced = {c["name"]: c for c in world.sim.registered_commands[None]}
     expected = [
+        "erase_user_data",
         "export_invite_logs",
         "ledger_status",
         "lookup_user_invite",
