@@ -183,3 +183,31 @@ def test_export_writes_csv_and_jsonl(capsys, shipped, tmp_path: Path) -> None:
     code, out, _ = run_cli(capsys, "export", *_env_args(config), "--format", "jsonl", "--since", "2026-03-01")
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and rows and all("user_id" in row for row in rows)
+
+
+def test_an_interrupted_rebuild_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from recovery.faultlab.synthetic import synthetic_records, write_log
+
+    config = make_config(tmp_path / "big")
+    write_log(config.wal_dir, (item for _, item in synthetic_records(20_000, seed=2)), segment_bytes=1 << 20)
+    recover(config, progress=False)
+    before = database_digest(config.db_path)
+    building = config.db_path.with_name(config.db_path.name + ".rebuilding")
+    command = [sys.executable, "-m", "service.cli", "rebuild", "--data-dir", str(config.data_dir)]
+    child = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not building.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert child.poll() is None, "the rebuild finished before it could be interrupted"
+        child.send_signal(signal.SIGINT)  # Ctrl-C
+        _, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130 and b"nothing was left half-done" in err
+    assert database_digest(config.db_path) == before
+    assert not building.exists()
