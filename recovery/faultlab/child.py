@@ -99,7 +99,12 @@ def main(argv: list[str]) -> int:
     # As the `run` command does: hold the data directory from recovery until the process ends.
     with DataDirLock(config.data_dir, "service (fault campaign child)"):
         report = recover(config, progress=False)
-        summary = {"seconds": report.seconds, "line": report.line, "last_lsn": report.last_lsn}
+        summary = {
+            "seconds": report.seconds,
+            "line": report.line,
+            "last_lsn": report.last_lsn,
+            "timings": dict(report.timings),
+        }
         _say("RECOVERED " + json.dumps(summary))
         if go is not None:
             deadline = time.monotonic() + 60
