@@ -61,6 +61,7 @@ class Service:
     stop_deadline_s: float = 5.0
     _stop: anyio.Event = attrs.field(factory=anyio.Event)
     stopped: anyio.Event = attrs.field(factory=anyio.Event)  # set once run() has returned
+    health: HealthServer | None = None  # the /healthz and /metrics endpoint, when enabled
 
     @classmethod
     def build(
@@ -104,8 +105,8 @@ class Service:
             await back.start(self.ledger.run)
             self.readiness.mark_ready(RECOVERY)
             if self.config.http.enabled:
-                server = HealthServer(self.readiness, self.metrics.registry, port=self.config.http.port)
-                await back.start(server.run)
+                self.health = HealthServer(self.readiness, self.metrics.registry, port=self.config.http.port)
+                await back.start(self.health.run)
             async with anyio.create_task_group() as front:
                 await front.start(self.attribution.run)
                 if self.front is not None:

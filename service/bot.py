@@ -63,6 +63,7 @@ async def _run_locked(config: Config, *, handle_signals: bool, task_status: Task
         recovery_line=report.line,
         durable_out=durable_send if channel else None,
     )
+    service.metrics.recovery_seconds.set(report.seconds)
     adapter.on_ready = lambda: service.readiness.mark_ready(DISCORD)
     adapter.on_disconnect = lambda: service.readiness.mark_not_ready(DISCORD, "gateway disconnected")
     commands.register(adapter, service.ledger)
