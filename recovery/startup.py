@@ -143,6 +143,7 @@ class StartupReport:
     last_lsn: int  # the end of the log: every record up to it is durable
     torn_bytes_cut: int
     torn_segment: str | None
+    torn_offset: int | None  # where the log now ends in that segment
     removed_temp_files: tuple[str, ...]
     database: str  # what the database was found to be: ok | missing | empty | unreadable | schema | ahead
     database_problem: str | None
@@ -155,6 +156,7 @@ class StartupReport:
     seconds: float
     timings: Mapping[str, float]
     finished_at: datetime
+    batch_bytes: int = 1 << 20  # the writer's largest write: a longer torn tail includes free space
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, without the restored events (for last-recovery.json and `checkpoint --json`)."""
@@ -204,7 +206,13 @@ def _line(r: StartupReport) -> str:
     else:
         found = f"log {_n(r.last_lsn)} records in {r.segments} segment{'s' if r.segments != 1 else ''}"
     notes = []
-    if r.torn_bytes_cut:
+    if r.torn_bytes_cut and r.torn_offset is not None and r.torn_bytes_cut > r.batch_bytes:
+        # More than one write can hold: the cut also took the segment's preallocated (zero) space.
+        notes.append(
+            f"torn tail cut in {r.torn_segment} at byte {_n(r.torn_offset)}: an unacknowledged write "
+            "and the segment's preallocated space"
+        )
+    elif r.torn_bytes_cut:
         notes.append(f"torn tail {_n(r.torn_bytes_cut)} bytes cut in {r.torn_segment}")
     if r.removed_temp_files:
         notes.append(f"{len(r.removed_temp_files)} half-created segment file(s) removed")
@@ -300,6 +308,7 @@ def _recover(config: Config, bar: Progress, core: CoreConfig | None, started: fl
         last_lsn=last,
         torn_bytes_cut=opened.torn_bytes_cut,
         torn_segment=torn.segment if torn is not None else None,
+        torn_offset=torn.offset if torn is not None else None,
         removed_temp_files=opened.removed_temp_files,
         database=state.status,
         database_problem=state.problem,
@@ -312,6 +321,7 @@ def _recover(config: Config, bar: Progress, core: CoreConfig | None, started: fl
         seconds=time.perf_counter() - started,
         timings=timings,
         finished_at=datetime.now(UTC),
+        batch_bytes=config.wal.batch_bytes,
     )
     return attrs.evolve(report, line=_line(report))
 

@@ -10,16 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from recovery.lock import DataDirBusy, DataDirLock, holder
 from recovery.replay import database_digest, projection_digest_of_log
 from recovery.startup import StartupRefused, read_last_recovery, recover
+from service import convert
 from service.projection import apply_batch, open_database, rebuild_database
 from service.projection.schema import SCHEMA_VERSION
 from tests.recovery.records import varied_records, write_records
 from tests.recovery.support import make_config
-from wal import list_segments
+from wal import WalWriter, list_segments
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -182,3 +184,29 @@ def test_recovery_refuses_while_another_process_holds_the_data_directory(data) -
     assert holder(config.data_dir) is None  # the kernel dropped the lock with the process
     with DataDirLock(config.data_dir, "service"):  # re-entrant inside one process: recover() may run here
         assert recover(config, progress=False).applied_lsn == 300
+
+
+def test_a_torn_tail_in_preallocated_space_is_not_reported_as_lost_megabytes(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path / "data", INVITE_LEDGER_WAL_SEGMENT_BYTES="65536", INVITE_LEDGER_WAL_BATCH_BYTES="4096"
+    )
+
+    async def write_some() -> None:
+        writer = WalWriter(config.wal_dir, segment_bytes=65536)
+        async with anyio.create_task_group() as tg:
+            await tg.start(writer.run)
+            for record in varied_records(20, seed=1):
+                await writer.append(*convert.encode(record))
+            tg.cancel_scope.cancel()
+
+    anyio.run(write_some)
+    [segment] = list_segments(config.wal_dir)
+    assert segment.size == 65536  # preallocated: zeros after the last record
+    with open(segment.path, "r+b") as f:
+        f.seek(segment.valid_size)
+        f.write(b"\x40\x00\x00\x00" + b"\x01" * 30)  # a write cut short by a crash
+    report = recover(config, progress=False)
+    print(report.line)
+    assert report.torn_offset == segment.valid_size
+    assert f"torn tail cut in {segment.name} at byte {segment.valid_size:,}" in report.line
+    assert "preallocated space" in report.line
