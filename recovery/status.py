@@ -21,7 +21,7 @@ from recovery.startup import read_last_recovery
 from service import convert, projection
 from service.backup.state import load_state
 from service.config import Config
-from wal import WalError, iter_frames, list_segments
+from wal import SegmentStatus, WalError, iter_frames, list_segments
 
 
 @attrs.frozen
@@ -116,12 +116,15 @@ def take_checkpoint(config: Config, *, remote: bool = False) -> Checkpoint:
         )
         for s in segments
     )
+    owner = holder(config.data_dir)
     durable = 0
     log_note = None
     if segments:
         last = segments[-1]
         durable = last.last_lsn if last.last_lsn is not None else last.first_lsn - 1
-        if last.problem:
+        if last.status == SegmentStatus.TORN_TAIL and owner is not None:
+            log_note = f"{last.name}: a write in progress at its end"  # the service is appending
+        elif last.problem:
             log_note = f"{last.name}: {last.problem}"
     elif not wal_dir.is_dir():
         log_note = f"no log at {wal_dir}"
@@ -166,7 +169,6 @@ def take_checkpoint(config: Config, *, remote: bool = False) -> Checkpoint:
             row = _with_remote(row, config)
         targets.append(row)
 
-    owner = holder(config.data_dir)
     return Checkpoint(
         data_dir=config.data_dir,
         running=owner.describe() if owner is not None else None,
