@@ -34,10 +34,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import apsw
-import attrs
 
 from service.attribution.config import AttributionConfig as CoreConfig
-from service.events import GuildRestored, RecordedMember
+from service.events import GuildRestored
 from service.projection.schema import EPOCH
 from service.records import AttributionKind, InviteSnapshotTaken, InviteState, JoinFlag, JoinRecorded
 
@@ -48,35 +47,14 @@ _JOIN_COLUMNS = (
 _US = timedelta(microseconds=1)
 
 
-# A start-up builds one RecordedMember per member present (750,000 for a million joins): attrs' generated
-# __init__ (frozen setattr, validator) costs twice what the object itself does. The times built here are
-# aware by construction, which is all the validator checks, so the slots are filled directly; if the class
-# ever gains a field, the normal constructor is used again.
-_new = object.__new__
-_fast_member = tuple(a.name for a in attrs.fields(RecordedMember)) == ("user_id", "joined_at") and hasattr(
-    RecordedMember, "__slots__"
-)
-if _fast_member:
-    _set_user = RecordedMember.__dict__["user_id"].__set__
-    _set_joined = RecordedMember.__dict__["joined_at"].__set__
-
-
-def _present(users: list[Any], last_leave: dict[str, int]) -> tuple[RecordedMember, ...]:
-    """Members whose last record is a join: (user, time, last join LSN) rows newer than their last leave."""
-    if not _fast_member:
-        return tuple(
-            RecordedMember(user, EPOCH + ts * _US) for user, ts, lsn in users if lsn > last_leave.get(user, 0)
-        )
-    out: list[RecordedMember] = []
-    append, new, set_user, set_joined, epoch, us = out.append, _new, _set_user, _set_joined, EPOCH, _US
+def _present(users: list[Any], last_leave: dict[str, int]) -> dict[str, float]:
+    """Members whose last record is a join: (user, time, last join LSN) rows newer than their last leave,
+    as user id -> join time in POSIX seconds (exactly what `datetime.timestamp()` of the record's time
+    gives: the same integer of microseconds divided by 10**6)."""
+    if not last_leave:
+        return {user: ts / 1_000_000 for user, ts, _lsn in users}
     left = last_leave.get
-    for user, ts, lsn in users:
-        if not last_leave or lsn > left(user, 0):
-            member = new(RecordedMember)
-            set_user(member, user)
-            set_joined(member, epoch + ts * us)
-            append(member)
-    return tuple(out)
+    return {user: ts / 1_000_000 for user, ts, lsn in users if lsn > left(user, 0)}
 
 
 def _time(us: int | None) -> datetime | None:
@@ -236,7 +214,7 @@ def _guild(conn: apsw.Connection, guild_id: str, margin_us: int) -> GuildRestore
         last_seen=_time(max(times)) if times else None,
         recent_joins=tuple(recent),
         known_user_ids=known,
-        present=present,
+        present_at=present,
     )
 
 

@@ -213,6 +213,9 @@ class GuildAttribution:
             joined = member.joined_at.timestamp()
             self._present[member.user_id] = _Present(joined, joined)
             self._remember_joined(member.user_id, joined)
+        for user_id, joined in (event.present_at or {}).items():
+            self._present[user_id] = _Present(joined, joined)
+            self._remember_joined(user_id, joined)
         for record in event.recent_joins:
             self._joins.append(self._restored_join(record))
             self._remember_joined(record.user_id, record.timestamp.timestamp())

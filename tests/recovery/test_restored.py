@@ -35,7 +35,11 @@ def normalized(event: GuildRestored) -> dict[str, Any]:
         "last_seen": last_seen,
         "recent": event.recent_joins,
         "known": sorted(event.known_user_ids),
-        "present": sorted((m.user_id, m.joined_at) for m in event.present),
+        # The log's fold gives RecordedMembers, recovery gives POSIX seconds: the core reads both alike.
+        "present": sorted(
+            [(m.user_id, m.joined_at.timestamp()) for m in event.present]
+            + list((event.present_at or {}).items())
+        ),
     }
 
 
