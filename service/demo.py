@@ -20,8 +20,6 @@ import attrs
 
 from service.bot import run_bot
 from service.config import Config, Secret
-from service.metrics import ServiceMetrics
-from service.records import AttributionKind
 from sim import SimServer
 from sim.demo import DemoWorld, populate_demo_guild, run_join_script
 from sim.interactions import Answer
@@ -41,10 +39,6 @@ def demo_config(config: Config, sim: SimServer, world: DemoWorld) -> Config:
     # The simulator delivers events at once, so the core need not wait Discord's 3 s for stragglers.
     attribution = attrs.evolve(config.attribution, gateway_latency_s=0.3)
     return attrs.evolve(config, discord=discord, storage=storage, attribution=attribution)
-
-
-def joins_logged(metrics: ServiceMetrics) -> int:
-    return int(sum(metrics.joins_total.value(kind=kind) for kind in AttributionKind))
 
 
 def render_answer(answer: Answer) -> list[str]:
@@ -119,7 +113,7 @@ async def run_demo(config: Config, *, pause_s: float = 1.5, say: Say = print) ->
             expected_joins = sum(1 for _ in members) - 1 + len(burst)  # the leave is not a join
             with anyio.fail_after(60):
                 # Polled: joins are counted by a metric, and no event marks "the demo's joins are in".
-                while joins_logged(service.ledger.metrics) < expected_joins:  # noqa: ASYNC110
+                while service.ledger.metrics.joins_logged() < expected_joins:  # noqa: ASYNC110
                     await anyio.sleep(0.1)
             john = next(m.user for m in members if m.user.username == "john_doe")
             await ask(sim, world, say, "lookup_user_invite", {"user": john})

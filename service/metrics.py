@@ -250,6 +250,10 @@ class ServiceMetrics:
     wal_segments: Gauge
     ready: Gauge
 
+    def joins_logged(self) -> int:
+        """Joins made durable since this service started, over every attribution kind."""
+        return int(sum(self.joins_total.value(kind=kind) for kind in AttributionKind))
+
     @classmethod
     def create(cls, registry: Registry | None = None) -> ServiceMetrics:
         r = Registry() if registry is None else registry

@@ -45,7 +45,7 @@ def guild_world(gateway: ScriptedGateway, guilds: int = 4) -> list[tuple[str, li
 
 
 def joins_logged(service: Service) -> int:
-    return int(sum(service.metrics.joins_total.value(kind=kind) for kind in AttributionKind))
+    return service.metrics.joins_logged()
 
 
 async def wait_until(predicate, timeout: float = 60.0) -> None:
