@@ -7,7 +7,6 @@ bot already acknowledged.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
@@ -37,13 +36,11 @@ def export_to_file(
     if fmt not in ("csv", "jsonl"):
         raise ValueError(f"unknown export format {fmt!r}: use csv or jsonl")
     export = projection.export_csv if fmt == "csv" else projection.export_jsonl
+    tally = projection.ExportTally()
     with open(path, "wb") as out:
-        for chunk in export(conn, guild_id=guild_id, since=since, until=until):
+        for chunk in export(conn, guild_id=guild_id, since=since, until=until, tally=tally):
             out.write(chunk)
-    with open(path, newline="", encoding="utf-8-sig") as written:
-        if fmt == "jsonl":
-            return sum(1 for _ in written)
-        return max(sum(1 for _ in csv.reader(written)) - 1, 0)  # quoted newlines count once; less the header
+    return tally.rows
 
 
 class LedgerBehind(Exception):

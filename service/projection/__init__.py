@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from service.projection.apply import LsnGapError, applied_lsn, apply_batch, rebuild_apply
 from service.projection.export import COLUMNS as EXPORT_COLUMNS
-from service.projection.export import export_csv, export_jsonl, unescape_csv_cell
+from service.projection.export import ExportTally, export_csv, export_jsonl, unescape_csv_cell
 from service.projection.queries import (
     Erasure,
     InviteComparison,
@@ -52,6 +52,7 @@ __all__ = [
     "EXPORT_COLUMNS",
     "SCHEMA_VERSION",
     "Erasure",
+    "ExportTally",
     "InviteComparison",
     "JoinCursor",
     "JoinEntry",

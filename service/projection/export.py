@@ -148,6 +148,15 @@ def unescape_csv_cell(text: str) -> str:
     return text[1:] if text[:1] == "'" else text
 
 
+class ExportTally:
+    """Rows written so far by an export; pass one in to know how many rows a streamed export held."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+
 def _pages(
     conn: apsw.Connection,
     select_sql: str,
@@ -192,6 +201,7 @@ def export_csv(
     until: datetime | None = None,
     bom: bool = True,
     page_size: int = 2_000,
+    tally: ExportTally | None = None,
 ) -> Iterator[bytes]:
     """The joins (all, or one guild's, `since` inclusive, `until` exclusive) as CSV chunks with a header."""
     header = (",".join(COLUMNS) + "\r\n").encode("utf-8")
@@ -227,6 +237,8 @@ def export_csv(
             else:
                 lines.append(checked.replace(_SEPARATOR, ",") + "," + finished)
         lines.append("")  # the last row's CRLF
+        if tally is not None:
+            tally.rows += len(page)
         yield "\r\n".join(lines).encode("utf-8")
 
 
@@ -237,7 +249,10 @@ def export_jsonl(
     since: datetime | None = None,
     until: datetime | None = None,
     page_size: int = 2_000,
+    tally: ExportTally | None = None,
 ) -> Iterator[bytes]:
     """The joins as JSON Lines chunks: one object per join, keys in `COLUMNS` order, no header."""
     for page in _pages(conn, _JSONL_SELECT, guild_id, since, until, page_size):
+        if tally is not None:
+            tally.rows += len(page)
         yield ("\n".join(row[1] for row in page) + "\n").encode("utf-8")

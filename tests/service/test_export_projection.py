@@ -254,3 +254,23 @@ def test_exports_stream_page_by_page_and_stop_at_the_lsn_applied_when_they_start
     rest = b"".join(chunks)
     rows = read_csv(b"\xef\xbb\xbf" + header + first_page + rest)
     assert [row["lsn"] for row in rows] == [str(lsn) for lsn in range(1, 11)]
+
+
+def test_an_export_to_a_file_counts_its_rows_while_it_writes(conn, tmp_path: Path):
+    """The row count comes from the pages as they stream, not from reading the file back: names holding
+    newlines, quotes and commas are still one row each."""
+    from service.queries import export_to_file
+
+    log = numbered(*[hostile_join(name, i) for i, name in enumerate(HOSTILE)])
+    apply_batch(conn, log)
+    reader = open_read_connection(conn.filename)
+    try:
+        for fmt in ("csv", "jsonl"):
+            path = tmp_path / f"export.{fmt}"
+            rows = export_to_file(reader, path, guild_id=None, fmt=fmt)
+            assert rows == len(HOSTILE)
+            written = path.read_bytes()
+            counted = len(read_csv(written)) if fmt == "csv" else written.count(b"\n")
+            assert counted == rows
+    finally:
+        reader.close()
