@@ -157,6 +157,10 @@ class StartupReport:
     timings: Mapping[str, float]
     finished_at: datetime
     batch_bytes: int = 1 << 20  # the writer's largest write: a longer torn tail includes free space
+    #: The log as recovery opened (and repaired) it. The service holds the data directory's lock from
+    #: before recovery, so nothing changes the log in between: the WAL writer starts from this instead of
+    #: verifying every frame a second time.
+    opened_log: RecoveryReport | None = attrs.field(default=None, eq=False, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, without the restored events (for last-recovery.json and `checkpoint --json`)."""
@@ -322,6 +326,7 @@ def _recover(config: Config, bar: Progress, core: CoreConfig | None, started: fl
         timings=timings,
         finished_at=datetime.now(UTC),
         batch_bytes=config.wal.batch_bytes,
+        opened_log=opened,
     )
     return attrs.evolve(report, line=_line(report))
 

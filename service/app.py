@@ -30,6 +30,7 @@ from service.gateway import GatewayPort
 from service.health import DISCORD, RECOVERY, HealthServer, Readiness
 from service.ledger import Ledger
 from service.metrics import ServiceMetrics
+from wal import RecoveryReport
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,10 @@ class Service:
         durable_out: anyio.abc.ObjectSendStream[Durable] | None = None,
         restored: Sequence[Event] = (),
         recovery_line: str | None = None,
+        opened_log: RecoveryReport | None = None,
     ) -> Service:
         metrics = ServiceMetrics.create()
-        ledger = Ledger.from_config(config, metrics=metrics)
+        ledger = Ledger.from_config(config, metrics=metrics, opened_log=opened_log)
         ledger.recovery_line = recovery_line
         actor = AttributionActor(
             gateway,

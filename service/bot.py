@@ -61,6 +61,7 @@ async def _run_locked(config: Config, *, handle_signals: bool, task_status: Task
         front=adapter.run,
         restored=report.restored,
         recovery_line=report.line,
+        opened_log=report.opened_log,
         durable_out=durable_send if channel else None,
     )
     service.metrics.recovery_seconds.set(report.seconds)

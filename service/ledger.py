@@ -38,7 +38,7 @@ from service.records import (
     StaffIbSet,
     UserErased,
 )
-from wal import WalWriteError, WalWriter
+from wal import RecoveryReport, WalWriteError, WalWriter
 from wal.segment import parse_segment_name
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,21 @@ class Ledger:
     _segment_names: list[str] = attrs.field(factory=list)
 
     @classmethod
-    def from_config(cls, config: Config, *, metrics: ServiceMetrics | None = None) -> Ledger:
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        metrics: ServiceMetrics | None = None,
+        opened_log: RecoveryReport | None = None,
+    ) -> Ledger:
+        """`opened_log`: the log as start-up recovery opened it, so the writer need not verify it again."""
         metrics = metrics or ServiceMetrics.create()
         config.wal_dir.mkdir(parents=True, exist_ok=True)
         writer = WalWriter(
-            config.wal_dir, segment_bytes=config.wal.segment_bytes, batch_bytes=config.wal.batch_bytes
+            config.wal_dir,
+            segment_bytes=config.wal.segment_bytes,
+            batch_bytes=config.wal.batch_bytes,
+            opened=opened_log,
         )
         applier = Applier(config.wal_dir, config.db_path, writer.durable)
         queries = LedgerQueries(config.db_path, applier.applied)

@@ -68,7 +68,11 @@ class WalWriter:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         preallocate: bool = True,
         fs: FileSystem | None = None,
+        opened: RecoveryReport | None = None,
     ) -> None:
+        """`opened`: what `open_log(wal_dir, repair=True)` just returned, when the caller opened the log
+        itself (start-up recovery) and nothing can have changed it since (it holds the data directory's
+        lock): the writer then starts from it instead of verifying every frame again."""
         if segment_bytes < SEGMENT_HEADER_SIZE + FRAME_HEADER_SIZE:
             raise ValueError(f"segment_bytes={segment_bytes} cannot hold a header and one frame")
         if batch_bytes < 1 or queue_size < 1:
@@ -88,6 +92,7 @@ class WalWriter:
         self._failure: BaseException | None = None
         self._ran = False
         self._active_prefix: tuple[Path, int, int, int] | None = None
+        self._opened = opened
 
     def durable_prefix(self) -> tuple[Path, int, int, int] | None:
         """(path, first LSN, last durable LSN, durable size) of the active segment, or None while it holds
@@ -153,7 +158,9 @@ class WalWriter:
             raise failure
 
     def _open(self, appender: SegmentAppender) -> RecoveryReport:
-        report = open_log(self.wal_dir, repair=True, fs=self._fs)
+        report, self._opened = self._opened, None
+        if report is None or not report.repaired or report.wal_dir != self.wal_dir:
+            report = open_log(self.wal_dir, repair=True, fs=self._fs)
         appender.open(report)
         return report
 

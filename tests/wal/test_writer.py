@@ -293,3 +293,33 @@ async def test_append_many_keeps_the_callers_order_in_one_group_commit(tmp_path)
         (3, 3, b"c"),
         (4, 1, b"d"),
     ]
+
+
+def tear_tail(segment: Path, at: int) -> None:
+    """Half a frame after the last record, as a write cut short by a crash leaves it."""
+    with open(segment, "r+b") as f:
+        f.seek(at)
+        f.write(b"\x10\x00\x00\x00garbage")
+
+
+async def test_a_writer_given_recoverys_report_continues_from_it(tmp_path: Path) -> None:
+    """Start-up recovery opens (and repairs) the log; the writer it hands the report to must continue from
+    exactly there: the next LSN, the same active segment, the torn tail already cut."""
+    from wal.recover import open_log
+
+    async with anyio.create_task_group() as tg:
+        first = WalWriter(tmp_path, segment_bytes=4096)
+        await tg.start(first.run)
+        for n in range(30):
+            await first.append(1, b"r%d" % n)
+        tg.cancel_scope.cancel()
+    tear_tail(segment_files(tmp_path)[-1], inspect_log(tmp_path).segments[-1].valid_size)
+    report = open_log(tmp_path, repair=True)
+    assert report.last_lsn == 30 and report.torn_bytes_cut > 0
+    async with anyio.create_task_group() as tg:
+        second = WalWriter(tmp_path, segment_bytes=4096, opened=report)
+        await tg.start(second.run)
+        assert second.last_recovery is report  # started from recovery's view, not a second verification
+        assert await second.append(1, b"next") == 31
+        tg.cancel_scope.cancel()
+    assert [e.lsn for e in entries(tmp_path)] == list(range(1, 32))
