@@ -100,6 +100,12 @@ async def test_a_full_log_disk_refuses_joins_loses_nothing_and_recovers(
             filler.append(await anyio.to_thread.run_sync(_fill, config.wal_dir))
 
     async def space_back(service: Service) -> None:
+        # The disk stays full until the log has refused a batch: on a slow machine the joins sent while it
+        # was full may still be queued in front of the log, and freeing the space too early would test
+        # nothing. Bounded: a log that never refuses fails the assertion below instead of hanging.
+        with anyio.move_on_after(20):
+            while service.attribution.append_failures == 0:
+                await anyio.sleep(0.01)
         durable_when["back"] = service.ledger.writer.durable.value
         if faulty is not None:
             faulty.clear()
