@@ -17,6 +17,7 @@ The attribution core consumes these events (see `service.attribution` for how an
 | `GuildAvailable` | GUILD_CREATE / Ready (also after a reconnect), with the member list if it has one |
 | `GatewayDisconnected` | the gateway connection was lost (events may be missing until the next Ready) |
 | `InviteCreated`, `InviteDeleted` | INVITE_CREATE, INVITE_DELETE |
+| `InviteFinalUses` | GUILD_AUDIT_LOG_ENTRY_CREATE for INVITE_DELETE (action type 42): a deletion by hand |
 | `MemberJoined`, `MemberRemoved` | GUILD_MEMBER_ADD, GUILD_MEMBER_REMOVE |
 | `InvitesFetched`, `FetchRateLimited`, `FetchFailed` | the answer to a `FetchInvites` effect |
 | `ClockTick` | when a `WakeAt` effect's time has come (extra ticks are harmless) |
@@ -136,6 +137,27 @@ class InviteDeleted:
 
 
 @attrs.frozen
+class InviteFinalUses:
+    """An invite deleted by hand, from the audit log (GUILD_AUDIT_LOG_ENTRY_CREATE, action type 42, whose
+    `changes` hold the invite's fields as `old_value`s): `uses` is its use count when it was deleted. That
+    is the one count of a use in an invite's last seconds that no invite fetch may ever show; with it, the
+    core knows exactly how many joins used the invite since it was last counted.
+
+    `deleted_at` is when the entry was made, on Discord's clock (read from the entry id, a snowflake);
+    `max_uses` and `inviter_id` are the entry's too, when it has them, so a count that belongs to another
+    invite of the same code is not mistaken for this one's.
+    """
+
+    guild_id: str
+    at: datetime = attrs.field(validator=_aware)
+    code: str = attrs.field(kw_only=True)
+    uses: int = attrs.field(kw_only=True)
+    max_uses: int | None = attrs.field(default=None, kw_only=True)
+    inviter_id: str | None = attrs.field(default=None, kw_only=True)
+    deleted_at: datetime | None = attrs.field(default=None, kw_only=True, validator=_aware)
+
+
+@attrs.frozen
 class MemberJoined:
     guild_id: str
     at: datetime = attrs.field(validator=_aware)
@@ -194,6 +216,7 @@ Event = (
     | GatewayDisconnected
     | InviteCreated
     | InviteDeleted
+    | InviteFinalUses
     | MemberJoined
     | MemberRemoved
     | InvitesFetched
@@ -209,6 +232,7 @@ EVENT_CLASSES: tuple[type, ...] = (
     GatewayDisconnected,
     InviteCreated,
     InviteDeleted,
+    InviteFinalUses,
     MemberJoined,
     MemberRemoved,
     InvitesFetched,
