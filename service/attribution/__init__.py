@@ -42,7 +42,10 @@ times (`joined_at`, invite `created_at` / `expires_at`) travel inside the events
 - `GatewayDisconnected(at=time of the last gateway message before the loss)` when the session is lost, so
   fetches made before the next Ready are not trusted to hold only joins the bot saw;
 - `InviteCreated`, `InviteDeleted`, `MemberJoined` (joins may come before any GuildAvailable),
-  `MemberRemoved`, the fetch answers, and `ClockTick`.
+  `MemberRemoved`, the fetch answers, and `ClockTick`;
+- `InviteFinalUses` from the audit log's INVITE_DELETE entries (an invite deleted by hand, with its use count
+  then): a use no fetch counted becomes exact. Joins that may have used an invite found gone are not recorded
+  ambiguous before `audit_log_latency` after the fetch that found it gone, in case its entry is on its way.
 
 What it decides (`service.records.JoinRecorded`): exact, new_invite, max_uses, vanity (staff None), unknown
 (no count changed: discovery, a bot), ambiguous (candidates listed, staff None; empty candidates mean the

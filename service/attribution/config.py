@@ -13,6 +13,12 @@ class AttributionConfig:
     #: core. A fetch is compared only once this long has passed since its answer, so every join it counted
     #: has been seen: a use nobody is waiting for never gets pinned on the wrong join.
     gateway_latency: timedelta = timedelta(seconds=3)
+    #: Longest delay between a staff member deleting an invite and its audit log entry (with the invite's
+    #: final use count: `InviteFinalUses`) reaching the core. A join that may have used an invite found gone
+    #: is not recorded ambiguous until this long after the fetch that found it gone, so that count can still
+    #: settle it. Only the wait rests on this: an entry later than that, lost, or never sent (the bot lacks
+    #: View Audit Log; an invite that expired) leaves such joins as they would be without it. 0: no wait.
+    audit_log_latency: timedelta = timedelta(seconds=5)
     #: Largest difference between the bot's clock and Discord's (`joined_at`, `created_at`, `expires_at`).
     clock_skew: timedelta = timedelta(seconds=1)
     #: A join still undecided this long after it arrived is recorded as ambiguous (or unknown) rather than

@@ -40,6 +40,7 @@ from service.attribution.config import AttributionConfig
 from service.attribution.diff import (
     NONE_LABEL,
     VANITY_LABEL,
+    FinalUses,
     Observation,
     SeenCreate,
     TimingBounds,
@@ -59,6 +60,7 @@ from service.events import (
     GuildRestored,
     InviteCreated,
     InviteDeleted,
+    InviteFinalUses,
     InvitesFetched,
     MemberInfo,
     MemberJoined,
@@ -74,6 +76,7 @@ from service.records import (
 )
 
 _SAME_INSTANT = 0.001  # two joined_at values this close are the same join
+_FROM_GATEWAY = (GuildAvailable, InviteCreated, InviteDeleted, InviteFinalUses, MemberJoined, MemberRemoved)
 #: A wake-up time counts as reached this close to it: WakeAt travels as a datetime (whole microseconds).
 DUE_SLACK = 2e-6
 
@@ -109,6 +112,9 @@ class GuildAttribution:
         self._settled = 0  # how many of them the last decision round compared
         self._creates: dict[str, SeenCreate] = {}
         self._deletes: dict[str, float] = {}
+        self._finals: dict[str, FinalUses] = {}  # audit log: use counts of invites deleted by hand
+        self._final_wait = config.audit_log_latency.total_seconds()
+        self._awaiting: float | None = None  # the last round held joins for a final count until then
         self._blind: list[tuple[float, float]] = []
         self._joins: list[Join] = []  # undecided joins, and decided ones whose use may explain a later count
         self._queue: deque[Join] = deque()  # not yet logged, in arrival order
@@ -149,6 +155,11 @@ class GuildAttribution:
             case InviteDeleted():
                 self._deletes[event.code] = self._now
                 self._dirty = True
+            case InviteFinalUses():
+                deleted_at = event.deleted_at.timestamp() if event.deleted_at is not None else None
+                final = FinalUses(event.uses, self._now, deleted_at, event.max_uses, event.inviter_id)
+                self._finals[event.code] = final
+                self._dirty = True
             case MemberJoined():
                 self.guild_name = self.guild_name or event.guild_name
                 self._on_join(event.member)
@@ -164,7 +175,7 @@ class GuildAttribution:
                     self._fetch_failed()
             case ClockTick():
                 pass
-        if isinstance(event, GuildAvailable | InviteCreated | InviteDeleted | MemberJoined | MemberRemoved):
+        if isinstance(event, _FROM_GATEWAY):
             self._last_gateway = self._now
         self._advance()
         out, self._out = self._out, []
@@ -179,6 +190,8 @@ class GuildAttribution:
         undecided = [j.arrival for j in self._joins if j.record is None]
         if undecided:
             times.append(min(undecided) + self._wait)
+            if self._awaiting is not None:
+                times.append(self._awaiting)
         if self._needs_fetch():
             times.append(self._fetch_ready_at())
         return min(times) if times else None
@@ -408,7 +421,8 @@ class GuildAttribution:
             settled += 1
         undecided = [j for j in self._joins if j.record is None]
         overdue = any(now + DUE_SLACK >= j.arrival + self._wait for j in undecided)
-        if undecided and (self._dirty or settled != self._settled or overdue):
+        awaited = self._awaiting is not None and now + DUE_SLACK >= self._awaiting
+        if undecided and (self._dirty or settled != self._settled or overdue or awaited):
             self._decide(settled)
         self._dirty = False
         self._settled = settled
@@ -423,8 +437,18 @@ class GuildAttribution:
     def _decide(self, settled: int) -> None:
         bounds = TimingBounds(self._latency, *self._clock.bounds())
         slots: list[UseSlot] = build_slots(
-            self._baseline, self._fetches[:settled], self._creates, self._deletes, self._blind, bounds
+            self._baseline,
+            self._fetches[:settled],
+            self._creates,
+            self._deletes,
+            self._blind,
+            bounds,
+            self._finals,
+            now=self._now + DUE_SLACK,
+            final_wait=self._final_wait,
         )
+        held = [s.awaiting_until for s in slots if s.awaiting_until is not None]
+        self._awaiting = min(held) if held else None
         solve(
             self._joins,
             slots,
@@ -463,6 +487,12 @@ class GuildAttribution:
         self._joins = [j for j in self._joins if j.record is None or j.hi > cut]
         self._creates = {code: c for code, c in self._creates.items() if c.arrived > base.requested}
         self._deletes = {c: t for c, t in self._deletes.items() if c in base.invites or c in self._creates}
+        listed = [base, *self._fetches]
+        self._finals = {
+            code: final
+            for code, final in self._finals.items()
+            if final.arrived > cut or code in self._creates or any(code in obs.invites for obs in listed)
+        }
         self._blind = [(start, end) for start, end in self._blind if end > cut]
         interval = self.config.snapshot_log_interval.total_seconds()
         if self._snapshot_logged is None or base.answered - self._snapshot_logged >= interval:

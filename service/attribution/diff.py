@@ -10,7 +10,11 @@ requested and when its answer arrived, so a use counted by fetch k but not by fe
   one join used it (DESIGN.md's max_uses rule). When the core saw the INVITE_DELETE, that use happened within
   `latency` before the event arrived; a deletion nobody could have caused is a staff member's.
 - VANISHED: a code vanished otherwise (deleted by hand, expired, more than one use short): 0..room uses that
-  nobody will ever count. Such a code is a candidate, never a certainty.
+  nobody will ever count. Such a code is a candidate, never a certainty, unless the audit log gave its use
+  count at its deletion by hand (`FinalUses`, also for a MAX code deleted by hand): then it is EXACT with
+  the uses since it was last counted, before the deletion, or no slot at all when there were none. While
+  that count may still come (until `final_wait` after the fetch that found the code gone), the VANISHED
+  slot is *awaiting*: the joins that may have filled it are not yet given up on as ambiguous.
 - VANITY: the vanity URL's uses rose (exact when both counts are known, else 0..any).
 - NONE (no invite at all: discovery, a bot added through OAuth2, a widget), PRE (a use counted before the
   baseline fetch: its invite cannot be told) and FUTURE (not counted by any compared fetch yet): any number.
@@ -68,6 +72,17 @@ class SeenCreate:
 
 
 @attrs.frozen
+class FinalUses:
+    """An invite's use count when a staff member deleted it, from the audit log (`InviteFinalUses`)."""
+
+    uses: int
+    arrived: float  # bot clock: the entry arrived then, so the deletion happened at or before it
+    deleted_at: float | None = None  # Discord's clock: when the entry was made
+    max_uses: int | None = None
+    inviter_id: str | None = None
+
+
+@attrs.frozen
 class UseSlot:
     label: str  # the invite code, or one of the *_LABEL markers
     kind: SlotKind
@@ -79,6 +94,7 @@ class UseSlot:
     uses_before: int | None = None
     uses_after: int | None = None
     wide_start: float | None = None  # MAX narrowed to its INVITE_DELETE: where the uses could start otherwise
+    awaiting_until: float | None = None  # VANISHED whose final use count may still arrive until then
 
     def reachable_from(self, lo: float, hi: float) -> bool:
         """Could a join whose use happened somewhere in [lo, hi] have filled this slot?"""
@@ -106,8 +122,16 @@ def build_slots(
     deletes: Mapping[str, float],
     blind: Sequence[tuple[float, float]],
     bounds: TimingBounds,
+    finals: Mapping[str, FinalUses] | None = None,
+    *,
+    now: float = math.inf,
+    final_wait: float = 0.0,
 ) -> list[UseSlot]:
-    """Every slot from `baseline` through `fetches` (all of them settled: every join they count was seen)."""
+    """Every slot from `baseline` through `fetches` (all of them settled: every join they count was seen).
+
+    `finals` are the final use counts the audit log gave for invites deleted by hand; a code found gone by
+    a fetch answered less than `final_wait` before `now` may still get one (its slot is awaiting)."""
+    finals = finals or {}
     slots = [UseSlot(NONE_LABEL, SlotKind.NONE, 0, None, -math.inf, math.inf)]
     if baseline is None:
         slots.append(UseSlot(ANY_LABEL, SlotKind.FUTURE, 0, None, -math.inf, math.inf))
@@ -127,9 +151,12 @@ def build_slots(
                 rise = max(0, invite.uses - listed[code])
                 slots.append(UseSlot(code, SlotKind.VANISHED, 0, rise, start, end, invite))
             listed[code] = invite.uses
+        awaiting = cur.answered + final_wait if cur.answered + final_wait > now else None
         for code, invite in prev.invites.items():
             if code not in cur.invites:
-                slots.extend(_vanished(code, invite, invite.uses, start, end, deletes.get(code), bounds))
+                deleted = deletes.get(code)
+                found = _vanished(code, invite, invite.uses, start, end, deleted, bounds, finals.get(code))
+                slots.extend(_awaiting(found, awaiting))
         slots.extend(_vanity(prev, cur, start, end))
     for code, seen in creates.items():
         if code in listed:
@@ -144,8 +171,17 @@ def build_slots(
         if gone is None:
             continue
         found = _vanished(
-            code, seen.invite, seen.invite.uses, created_after, gone.answered, deletes.get(code), bounds
+            code,
+            seen.invite,
+            seen.invite.uses,
+            created_after,
+            gone.answered,
+            deletes.get(code),
+            bounds,
+            finals.get(code),
         )
+        if gone.answered + final_wait > now:
+            found = _awaiting(found, gone.answered + final_wait)
         # Gone before the baseline: the baseline may be a fetch answered just now (the first of a guild), and
         # joins that used the invite may still be on their way; such a use is never relied on.
         slots.extend(slot.relaxed() if gone is baseline else slot for slot in found)
@@ -188,10 +224,15 @@ def _vanished(
     end: float,
     deleted_at: float | None,
     bounds: TimingBounds,
+    final: FinalUses | None = None,
 ) -> list[UseSlot]:
     room = invite.max_uses - uses if invite.max_uses > 0 else None
     if room is not None and room <= 0:
         return []  # already used up: its deletion took no use
+    if final is not None:
+        counted = _finalised(code, invite, uses, start, end, room, final, bounds)
+        if counted is not None:
+            return counted
     expired = invite.expires_at is not None and invite.expires_at.timestamp() - bounds.offset_high <= end
     if room == 1 and not expired:
         if deleted_at is None:
@@ -203,6 +244,49 @@ def _vanished(
     if deleted_at is not None and start < deleted_at:
         end = min(end, deleted_at)  # nobody used it after it was deleted
     return [UseSlot(code, SlotKind.VANISHED, 0, room, start, end, invite, uses, None)]
+
+
+def _finalised(
+    code: str,
+    invite: InviteState,
+    uses: int,
+    start: float,
+    end: float,
+    room: int | None,
+    final: FinalUses,
+    bounds: TimingBounds,
+) -> list[UseSlot] | None:
+    """The slot of a code that vanished in (start, end] and whose use count at its deletion by hand the
+    audit log gave: exactly final − last counted uses, between `start` and the deletion. None when the
+    count cannot be this disappearance's (another invite under the same code, a deletion outside the
+    stretch, a used-up invite: the MAX rule knows better when its use was), and the slot stays as it was."""
+    added = final.uses - uses
+    if added < 0 or (room is not None and added > room):
+        return None
+    if final.max_uses is not None and final.max_uses != invite.max_uses:
+        return None
+    if None not in (final.inviter_id, invite.inviter_id) and final.inviter_id != invite.inviter_id:
+        return None
+    if invite.max_uses > 0 and final.uses >= invite.max_uses:
+        return None  # used up: Discord deleted it at its last use, not a staff member
+    deleted_by = final.arrived
+    if final.deleted_at is not None:
+        if final.deleted_at - bounds.offset_high > end:
+            return None  # deleted after this fetch found the code gone
+        deleted_by = min(deleted_by, final.deleted_at - bounds.offset_low)
+    if deleted_by <= start:
+        return None  # deleted before it was last counted
+    if added == 0:
+        return []  # deleted unused since it was last counted: nobody's candidate
+    end = min(end, deleted_by)
+    return [UseSlot(code, SlotKind.EXACT, added, added, start, end, invite, uses, final.uses)]
+
+
+def _awaiting(slots: list[UseSlot], until: float | None) -> list[UseSlot]:
+    """Mark the VANISHED slots among `slots` as awaiting their final count until `until` (None: no more)."""
+    if until is None:
+        return slots
+    return [attrs.evolve(s, awaiting_until=until) if s.kind is SlotKind.VANISHED else s for s in slots]
 
 
 def _vanity(prev: Observation, cur: Observation, start: float, end: float) -> list[UseSlot]:

@@ -164,7 +164,8 @@ def _relaxations(slots: list[UseSlot]) -> list[list[UseSlot]]:
 
 def _closed(keys: list[tuple[int, ...]], slots: list[UseSlot]) -> list[bool]:
     """For each class: can no later fetch change what its joins could have used? True when nothing linked
-    to it through a bounded slot might still have its use counted by a fetch not compared yet."""
+    to it through a bounded slot might still have its use counted by a fetch not compared yet (or by a
+    final use count still awaited)."""
     parent = list(range(len(keys)))
 
     def root(i: int) -> int:
@@ -182,7 +183,9 @@ def _closed(keys: list[tuple[int, ...]], slots: list[UseSlot]) -> list[bool]:
                 parent[root(position)] = root(owner[index])
             else:
                 owner[index] = position
-    future = {i for i, s in enumerate(slots) if s.kind is SlotKind.FUTURE}
+    # A slot still awaiting its final use count (from the audit log) may yet become exact: like a fetch
+    # not compared yet, it keeps what is linked to it open.
+    future = {i for i, s in enumerate(slots) if s.kind is SlotKind.FUTURE or s.awaiting_until is not None}
     open_roots = {root(position) for position, key in enumerate(keys) if future.intersection(key)}
     return [root(position) not in open_roots for position in range(len(keys))]
 

@@ -26,6 +26,7 @@ from service.events import (
     GuildAvailable,
     InviteCreated,
     InviteDeleted,
+    InviteFinalUses,
     InvitesFetched,
     MemberInfo,
     MemberJoined,
@@ -188,10 +189,26 @@ class ScriptedGuild:
         if event is not None:
             self.gateway(event, lambda: InviteCreated(GUILD, self.at(), invite=invite))
 
-    def delete(self, code: str, event: float | None = 0.2) -> None:
-        del self.invites[code]
+    def delete(self, code: str, event: float | None = 0.2, *, audit: float | None = None) -> None:
+        """`code` is deleted now; INVITE_DELETE arrives after `event`, and the audit log entry with its final
+        use count (a deletion by hand) after `audit` (None: never)."""
+        gone = self.invites.pop(code)
         if event is not None:
             self.gateway(event, lambda: InviteDeleted(GUILD, self.at(), code=code))
+        if audit is not None:
+            self.gateway(audit, self.audit_entry(gone, deleted_at=self.at()))
+
+    def audit_entry(self, invite: InviteState, *, deleted_at: datetime) -> Callable[[], InviteFinalUses]:
+        """The audit log's INVITE_DELETE entry for `invite` deleted at `deleted_at`, as the core is fed it."""
+        return lambda: InviteFinalUses(
+            GUILD,
+            self.at(),
+            code=invite.code,
+            uses=invite.uses,
+            max_uses=invite.max_uses,
+            inviter_id=invite.inviter_id,
+            deleted_at=deleted_at,
+        )
 
     def stop(self) -> None:
         """The bot stops: what it held in memory and every event on its way to it are lost; the log stays."""

@@ -7,7 +7,15 @@ import random
 
 import pytest
 
-from service.attribution.diff import Observation, SeenCreate, SlotKind, TimingBounds, UseSlot, build_slots
+from service.attribution.diff import (
+    FinalUses,
+    Observation,
+    SeenCreate,
+    SlotKind,
+    TimingBounds,
+    UseSlot,
+    build_slots,
+)
 from service.attribution.solver import possible_options
 from service.records import InviteState
 
@@ -130,3 +138,23 @@ def test_diff_an_announced_invite_that_vanished_before_any_fetch_listed_it() -> 
 def test_diff_blind_time_lifts_every_lower_bound_it_touches() -> None:
     slots = build_slots(obs(0, invite("A", 0)), [obs(10, invite("A", 2))], {}, {}, [(4.0, 6.0)], BOUNDS)
     assert kinds(slots) == {"A": (SlotKind.EXACT, 0, 2)}
+
+
+def test_diff_a_final_use_count_makes_a_deleted_invite_exact_up_to_its_deletion() -> None:
+    before = obs(0, invite("D", 1, max_uses=10), invite("E", 2), invite("F", 0))
+    finals = {"D": FinalUses(4, arrived=9.0, deleted_at=7.5), "E": FinalUses(2, arrived=9.0)}
+    slots = build_slots(before, [obs(10)], {}, {}, [], BOUNDS, finals)
+    assert kinds(slots) == {"D": (SlotKind.EXACT, 3, 3), "F": (SlotKind.VANISHED, 0, None)}  # E: no use
+    (d,) = [s for s in slots if s.label == "D"]
+    assert (d.start, d.end, d.uses_before, d.uses_after) == (0.0, 8.5, 1, 4)  # 7.5 less the lowest offset
+
+
+def test_diff_a_vanished_invite_awaits_its_final_count_for_final_wait_after_the_fetch() -> None:
+    before, after = obs(0, invite("D", 1)), obs(10)  # answered at 10.2
+
+    def awaiting(now: float) -> list[float | None]:
+        slots = build_slots(before, [after], {}, {}, [], BOUNDS, now=now, final_wait=5.0)
+        return [s.awaiting_until for s in slots if s.label == "D"]
+
+    assert awaiting(14.0) == [15.2]
+    assert awaiting(15.3) == [None]
