@@ -4,8 +4,10 @@ Shared by the property test (tests/service/test_attribution_property.py) and `be
 Discrete events on the bot's clock (seconds from `T0`); Discord's clock is off by a constant skew. The guild
 has staff-owned invites (max uses, expiry), a vanity URL, invites created and deleted by staff, members who
 join through an invite, the vanity URL or none (discovery, bots), leave, rejoin; gateway events arrive after
-a random latency; invite fetches are answered after a round trip, rate-limited (429 with retry_after) or
-failed; the bot restarts (losing what it held in memory; the log survives) and loses its gateway session.
+a random latency; an invite deleted by hand gets its audit log entry (`InviteFinalUses`, with its final use
+count) after a latency of its own, sometimes seconds late, sometimes never (none at an invite's expiry or
+last use); invite fetches are answered after a round trip, rate-limited (429 with retry_after) or failed;
+the bot restarts (losing what it held in memory; the log survives) and loses its gateway session.
 
 What the simulated Discord does not do (the core's stated assumptions, see service/attribution/__init__.py):
 deliver a gateway event later than `gateway_latency`; run its clock further than `clock_skew` from the
@@ -40,6 +42,7 @@ from service.events import (
     GuildAvailable,
     InviteCreated,
     InviteDeleted,
+    InviteFinalUses,
     InvitesFetched,
     MemberInfo,
     MemberJoined,
@@ -82,6 +85,12 @@ class Scenario:
     gaps: tuple[tuple[float, float], ...] = ()  # gateway sessions lost: (at, for)
     raid_invite_share: float = 0.0  # share of joins in `raid_window` that use the one raid invite
     raid_window: tuple[float, float] = (0.0, 0.0)
+    # The audit log entry of an invite deleted by hand: its delay, how often it comes late (and how late),
+    # how often never. Drawn from a generator of its own, so the rest of a seed's guild stays the same.
+    audit_latency: tuple[float, float] = (0.1, 2.5)
+    p_audit_late: float = 0.05
+    audit_late: tuple[float, float] = (5.0, 30.0)
+    p_audit_lost: float = 0.05
 
 
 @attrs.define
@@ -127,13 +136,15 @@ class Outcome:
     # code -> when it left the lists: by hand or expiry (hidden), or at its last use (used_up)
     hidden: dict[str, float] = attrs.field(factory=dict)
     used_up: dict[str, float] = attrs.field(factory=dict)
+    audited: frozenset[str] = frozenset()  # deleted by hand, and the audit log entry reached the bot
 
     def oracle_right(self) -> int:
-        """Staffed joins an oracle could credit from the same fetches, knowing exactly which fetch counted
-        which join: those whose stretch between two counts holds no other human join with another source,
-        and whose use shows in the counts: the invite is still listed at the count closing the stretch, or
-        was used up by this one join (deleted by hand, expired, or used up by several joins in one stretch,
-        an invite's last uses show in no count).
+        """Staffed joins an oracle could credit from the same information, knowing exactly which fetch
+        counted which join: those whose stretch between two counts holds no other human join with another
+        source, and whose use shows in some count: the invite is still listed at the count closing the
+        stretch, or its final count reached the bot in an audit log entry (deleted by hand), or it was used
+        up by this one join (expired, deleted by hand without an entry reaching the bot, or used up by
+        several joins in one stretch: such an invite's last uses show in no count).
         """
         cuts = sorted(self.served)
         groups: dict[int, list[str | None]] = {}
@@ -146,7 +157,7 @@ class Outcome:
             if true.staff_id is None or k == len(cuts) or set(groups[k]) != {true.code}:
                 return False
             code = true.code or ""
-            if self.hidden.get(code, math.inf) <= cuts[k]:
+            if self.hidden.get(code, math.inf) <= cuts[k] and code not in self.audited:
                 return False
             return self.used_up.get(code, math.inf) > cuts[k] or groups[k].count(code) == 1
 
@@ -219,6 +230,7 @@ class GuildSim:
         self.sc = scenario
         self.config = config or AttributionConfig()
         self.rng = random.Random(scenario.seed)
+        self.audit_rng = random.Random(f"audit {scenario.seed}")
         self.offset = self.rng.uniform(-scenario.skew, scenario.skew)  # Discord = bot + offset
         self.heap: list[tuple[float, int, Callable[[], None]]] = []
         self.seq = 0
@@ -239,6 +251,7 @@ class GuildSim:
         self.served: list[float] = []
         self.hidden: dict[str, float] = {}
         self.used_up: dict[str, float] = {}
+        self.audited: set[str] = set()
 
     # ------------------------------------------------------------- helpers
 
@@ -483,6 +496,30 @@ class GuildSim:
             invite.deleted = True
             self.hidden[invite.code] = self.now
             self.gateway(lambda now: InviteDeleted(GUILD, self.at(now), code=invite.code))
+            self._audit_entry(invite)
+
+    def _audit_entry(self, invite: _Invite) -> None:
+        """The audit log's INVITE_DELETE entry, with the invite's fields as they were at its deletion."""
+        sc, rng = self.sc, self.audit_rng
+        if rng.random() < sc.p_audit_lost:
+            return
+        late = rng.random() < sc.p_audit_late
+        delay = rng.uniform(*sc.audit_late) if late else rng.uniform(*sc.audit_latency)
+        state, deleted_at = invite.state(), self.discord(self.now)
+
+        def entry(now: float) -> Event:
+            self.audited.add(state.code)
+            return InviteFinalUses(
+                GUILD,
+                self.at(now),
+                code=state.code,
+                uses=state.uses,
+                max_uses=state.max_uses,
+                inviter_id=state.inviter_id,
+                deleted_at=deleted_at,
+            )
+
+        self.gateway(entry, delay=delay)
 
     # ------------------------------------------------------------- running
 
@@ -525,6 +562,7 @@ class GuildSim:
             served,
             dict(self.hidden),
             dict(self.used_up),
+            frozenset(self.audited),
         )
 
 

@@ -2,7 +2,8 @@
 
 Random invites (max uses, expiry), invites created and deleted by hand, joins spaced out and in bursts through
 invites, the vanity URL, discovery and bots, duplicate events, leaves and rejoins, gateway latency and clock
-skew within the configured bounds, rate limits, failed fetches, restarts and lost gateway sessions. Whatever
+skew within the configured bounds, rate limits, failed fetches, restarts and lost gateway sessions, and the
+audit log entries of invites deleted by hand (with their final use counts) on time, late or never. Whatever
 happens, no join is credited to a staff member other than the one whose invite it used, and every join ends
 up with exactly one record.
 """
@@ -71,6 +72,11 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         p_fetch_fail=draw(st.sampled_from([0.0, 0.1, 0.5])),
         restarts=tuple(restarts),
         gaps=draw(windows(end, 60.0, 1)),
+        # Nothing bounds the audit log's delay: an entry later than audit_log_latency, or lost, costs recall.
+        audit_latency=(0.0, draw(st.sampled_from([0.5, 3.0, 8.0]))),
+        p_audit_late=draw(st.sampled_from([0.0, 0.3])),
+        audit_late=(0.0, draw(st.sampled_from([10.0, 60.0]))),
+        p_audit_lost=draw(st.sampled_from([0.0, 0.3, 1.0])),
     )
 
 
