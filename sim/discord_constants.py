@@ -37,6 +37,10 @@ def iso(when: datetime | None) -> str | None:
     return None if when is None else when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+#: Audit log action types (`action_type`) the simulator writes.
+AUDIT_INVITE_DELETE = 42
+
+
 class Permission:
     """Permission bits used by the simulator (Discord sends them as decimal strings)."""
 
@@ -73,6 +77,7 @@ class Permission:
 class Intent:
     GUILDS = 1 << 0
     GUILD_MEMBERS = 1 << 1  # privileged
+    GUILD_MODERATION = 1 << 2  # GUILD_AUDIT_LOG_ENTRY_CREATE, bans
     GUILD_INVITES = 1 << 6
     GUILD_PRESENCES = 1 << 8  # privileged
     GUILD_MESSAGES = 1 << 9

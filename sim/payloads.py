@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.discord_constants import iso
+from sim.discord_constants import AUDIT_INVITE_DELETE, iso
 from sim.model import (
     SimAttachment,
     SimChannel,
@@ -201,6 +201,29 @@ def invite_create_event(inv: SimInvite, inviter: SimUser | None) -> dict[str, An
 
 def invite_delete_event(inv: SimInvite) -> dict[str, Any]:
     return {"channel_id": str(inv.channel_id), "guild_id": str(inv.guild_id), "code": inv.code}
+
+
+def audit_invite_delete(entry_id: int, inv: SimInvite, by_user_id: int | None) -> dict[str, Any]:
+    """GUILD_AUDIT_LOG_ENTRY_CREATE for an invite deleted by hand: an audit log entry object with the
+    guild's id, whose changes hold the invite's fields as they were (old values only: it is gone)."""
+    old = {
+        "code": inv.code,
+        "channel_id": str(inv.channel_id),
+        "inviter_id": None if inv.inviter_id is None else str(inv.inviter_id),
+        "uses": inv.uses,
+        "max_uses": inv.max_uses,
+        "max_age": inv.max_age,
+        "temporary": inv.temporary,
+        "flags": 0,
+    }
+    return {
+        "guild_id": str(inv.guild_id),
+        "id": str(entry_id),
+        "action_type": AUDIT_INVITE_DELETE,
+        "target_id": None,
+        "user_id": None if by_user_id is None else str(by_user_id),
+        "changes": [{"key": key, "old_value": value} for key, value in old.items() if value is not None],
+    }
 
 
 def attachment(a: SimAttachment) -> dict[str, Any]:

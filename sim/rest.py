@@ -309,7 +309,7 @@ class RestApi:
         invite = self.world.invites.get(code)
         if invite is not None:
             self.world.require_bot_permission(self.world.guild(invite.guild_id), Permission.MANAGE_CHANNELS)
-        deleted, events = self.world.delete_invite(code)
+        deleted, events = self.world.delete_invite(code, by=self.world.bot_user)
         self.gateway.dispatch(events)
         return json_response(
             payloads.invite(deleted, self.world.guild(deleted.guild_id), None, with_uses=False)

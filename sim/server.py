@@ -197,9 +197,10 @@ class SimServer:
         self.gateway.dispatch(events)
         return invite
 
-    def delete_invite(self, code: str) -> SimInvite:
-        """A staff member revokes an invite (INVITE_DELETE is dispatched)."""
-        invite, events = self.world.delete_invite(code)
+    def delete_invite(self, code: str, by: Ref | None = None) -> SimInvite:
+        """A staff member (`by`) revokes an invite: INVITE_DELETE and GUILD_AUDIT_LOG_ENTRY_CREATE (action
+        type 42, with the invite's final uses) are dispatched, each to bots with the permission it needs."""
+        invite, events = self.world.delete_invite(code, by)
         self.gateway.dispatch(events)
         return invite
 

@@ -293,11 +293,22 @@ class SimWorld:
         )
         return new, [event]
 
-    def delete_invite(self, code: str) -> tuple[SimInvite, list[GatewayEvent]]:
+    def delete_invite(self, code: str, by: Ref | None = None) -> tuple[SimInvite, list[GatewayEvent]]:
+        """Someone (`by`, a user) deletes an invite: INVITE_DELETE, and an audit log entry with the invite's
+        fields as they were, uses included. Only a deletion by hand is audited here: Discord writes no entry
+        when an invite expires, and none is sent here when one is used up (`join`)."""
         invite = self.invites.pop(code, None)
         if invite is None:
             raise DiscordAPIError(404, "Unknown Invite", ErrorCode.UNKNOWN_INVITE)
-        return invite, [self._invite_delete_event(invite)]
+        by_id = None if by is None else self.user(by).id
+        audit = GatewayEvent(
+            "GUILD_AUDIT_LOG_ENTRY_CREATE",
+            payloads.audit_invite_delete(self.new_id(), invite, by_id),
+            intent=Intent.GUILD_MODERATION,
+            permission=Permission.VIEW_AUDIT_LOG,
+            guild_id=invite.guild_id,
+        )
+        return invite, [self._invite_delete_event(invite), audit]
 
     def _invite_delete_event(self, invite: SimInvite) -> GatewayEvent:
         return GatewayEvent(

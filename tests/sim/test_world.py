@@ -60,6 +60,21 @@ def test_the_last_use_deletes_the_invite_after_the_join(world: SimWorld) -> None
         world.join(guild, world.add_user("c"), "two")
 
 
+def test_a_deletion_by_hand_is_audited_with_the_invites_uses(world: SimWorld) -> None:
+    guild, _ = world.add_guild("g")
+    staff = world.add_user("staff")
+    invite, _ = world.create_invite(guild, staff, code="abc")
+    world.join(guild, world.add_user("a"), "abc")
+    _, events = world.delete_invite("abc", by=staff)
+    assert [e.name for e in events] == ["INVITE_DELETE", "GUILD_AUDIT_LOG_ENTRY_CREATE"]
+    audit = events[1]
+    assert (audit.intent, audit.permission) == (Intent.GUILD_MODERATION, Permission.VIEW_AUDIT_LOG)
+    assert audit.data["action_type"] == 42 and audit.data["user_id"] == str(staff.id)
+    old = {change["key"]: change["old_value"] for change in audit.data["changes"]}
+    assert (old["code"], old["uses"], old["max_uses"], old["inviter_id"]) == ("abc", 1, 0, str(staff.id))
+    assert old["channel_id"] == str(invite.channel_id) and "new_value" not in audit.data["changes"][0]
+
+
 def test_leave_then_rejoin_sets_did_rejoin(world: SimWorld) -> None:
     guild, _ = world.add_guild("g")
     person = world.add_user("p")
