@@ -39,6 +39,7 @@ from service.events import (
     GuildAvailable,
     InviteCreated,
     InviteDeleted,
+    InviteFinalUses,
     InvitesFetched,
     MemberJoined,
     MemberRemoved,
@@ -58,6 +59,7 @@ _GATEWAY_EVENTS = (
     GatewayDisconnected,
     InviteCreated,
     InviteDeleted,
+    InviteFinalUses,
     MemberJoined,
     MemberRemoved,
 )

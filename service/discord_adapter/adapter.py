@@ -8,10 +8,11 @@
 What it relies on is in DESIGN.md, "Facts about interactions.py 5.16"; the consequences here:
 
 - Order. Every gateway dispatch and every listener is its own asyncio task. The order-sensitive events
-  (member add/remove, invite create/delete) are taken from the library's *raw* dispatch events, whose
-  listener tasks are created while the gateway frame is handled, in frame order (the parsed events come one
-  task later, after the library's processor, and could fall behind a raw one). Each listener hands its
-  event to the stream before any await (`OrderedStream.put`), so the stream holds them in arrival order.
+  (member add/remove, invite create/delete, the audit log's invite deletions) are taken from the library's
+  *raw* dispatch events, whose listener tasks are created while the gateway frame is handled, in frame
+  order (the parsed events come one task later, after the library's processor, and could fall behind a raw
+  one). Each listener hands its event to the stream before any await (`OrderedStream.put`), so the stream
+  holds them in arrival order.
 - Re-sync. Every Ready (start-up, and the fresh IDENTIFY after an INVALID_SESSION or a dropped session)
   announces every guild again as `GuildAvailable` with its member list, so joins missed in a gap are found
   and invites are fetched anew. A RESUME replays what was missed and needs nothing.
@@ -270,6 +271,8 @@ class DiscordAdapter:
 
     def _new_client(self) -> Client:
         client = Client(
+            # DEFAULT (every intent that is not privileged) holds GUILD_INVITES for INVITE_CREATE/DELETE and
+            # GUILD_MODERATION for GUILD_AUDIT_LOG_ENTRY_CREATE; GUILD_MEMBERS is privileged.
             intents=Intents.DEFAULT | Intents.GUILD_MEMBERS,
             token=self.token,
             sync_interactions=True,
@@ -283,6 +286,7 @@ class DiscordAdapter:
             ("raw_guild_member_remove", self._on_member_remove),
             ("raw_invite_create", self._on_invite_create),
             ("raw_invite_delete", self._on_invite_delete),
+            ("raw_guild_audit_log_entry_create", self._on_audit_log_entry),
         ]
         listeners += [
             ("websocket_ready", self._on_session),  # READY itself (no raw_ready is dispatched for it)
@@ -322,6 +326,13 @@ class DiscordAdapter:
     async def _on_invite_delete(self, event: RawGatewayEvent) -> None:
         data, at = event.data, self._now()
         self._put(lambda: InviteDeleted(str(data.get("guild_id")), at, code=str(data.get("code"))))
+
+    async def _on_audit_log_entry(self, event: RawGatewayEvent) -> None:
+        # The raw payload, not the library's GuildAuditLogEntryCreate: its `changes` keep every old_value
+        # as Discord sent it, and the raw listener keeps the entry in order with the invite events.
+        data, at = event.data, self._now()
+        if data.get("action_type") == parse.AUDIT_INVITE_DELETE:
+            self._put(lambda: parse.invite_final_uses(data, at))
 
     def _put(self, build: Callable[[], Event]) -> None:
         try:

@@ -1,6 +1,7 @@
 """Discord JSON in, domain values out: pure functions, no client, no I/O.
 
-The adapter reads the gateway's raw dispatch payloads (GUILD_MEMBER_ADD, INVITE_CREATE, ...) and the REST
+The adapter reads the gateway's raw dispatch payloads (GUILD_MEMBER_ADD, INVITE_CREATE, ...,
+GUILD_AUDIT_LOG_ENTRY_CREATE) and the REST
 answers (GET /guilds/{id}/invites, /members, /vanity-url) as the same JSON shapes Discord documents, so one
 parser serves both and can be tested on plain dicts. Reading the raw payloads rather than the library's
 models also keeps the adapter off interactions.py's private attributes (`Invite._inviter_id`).
@@ -15,10 +16,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from service.events import MemberInfo
+from service.events import InviteFinalUses, MemberInfo
 from service.records import InviteState
 
 Json = Mapping[str, Any]
+
+#: The audit log's action type for an invite deleted (by hand: Discord writes none when one expires).
+AUDIT_INVITE_DELETE = 42
+DISCORD_EPOCH_MS = 1_420_070_400_000
 
 
 class PayloadError(ValueError):
@@ -104,3 +109,31 @@ def vanity(data: Json | None) -> tuple[str | None, int | None]:
         return None, None
     uses = data.get("uses")
     return str(data["code"]), None if uses is None else int(uses)
+
+
+def invite_final_uses(data: Json, at: datetime) -> InviteFinalUses:
+    """GUILD_AUDIT_LOG_ENTRY_CREATE for an INVITE_DELETE (action type 42): an audit log entry object with a
+    `guild_id`, whose `changes` hold the deleted invite's fields as `old_value`s (`code`, `uses`,
+    `max_uses`, `inviter_id`, `channel_id`, ...). Discord guarantees no change key, so one without the code
+    or the uses is refused (its count is unknown); the entry id, a snowflake, says when it was made."""
+    if data.get("action_type") != AUDIT_INVITE_DELETE:
+        raise PayloadError(f"not an INVITE_DELETE audit log entry: {data.get('action_type')!r}")
+    old = {
+        change.get("key"): change.get("old_value")
+        for change in data.get("changes") or ()
+        if isinstance(change, Mapping)
+    }
+    code, uses = old.get("code"), old.get("uses")
+    if not code or uses is None:
+        raise PayloadError("INVITE_DELETE audit log entry without the invite's code and uses")
+    entry_id = _snowflake(data.get("id"), "audit log entry id")
+    max_uses, inviter_id = old.get("max_uses"), old.get("inviter_id")
+    return InviteFinalUses(
+        _snowflake(data.get("guild_id"), "guild id"),
+        at,
+        code=str(code),
+        uses=int(uses),
+        max_uses=None if max_uses is None else int(max_uses),
+        inviter_id=None if inviter_id is None else _snowflake(inviter_id, "inviter id"),
+        deleted_at=datetime.fromtimestamp(((int(entry_id) >> 22) + DISCORD_EPOCH_MS) / 1000, UTC),
+    )

@@ -150,6 +150,23 @@ async def test_joins_become_records_the_commands_answer_from(bot: Bot) -> None:
     assert int(fields["Durable LSN"]) >= 2 and fields["Applied LSN"].startswith(fields["Durable LSN"])
 
 
+async def test_a_join_through_an_invite_deleted_before_any_fetch_is_credited_from_the_audit_log(
+    bot: Bot,
+) -> None:
+    # TravisP deletes his invite the moment jane uses it: no invite fetch ever counts her use. The audit log
+    # entry of the deletion (GUILD_AUDIT_LOG_ENTRY_CREATE) carries the invite's final use count.
+    sim = bot.sim
+    jane = sim.add_user("jane_fast")
+    fetches = bot.invite_fetches()
+    sim.join(bot.guild, jane, via="abc123XYZ")
+    sim.delete_invite("abc123XYZ", by=bot.travis)
+    got = await bot.recorded(jane)
+    assert bot.invite_fetches() > fetches  # the core did look, and found the invite gone
+    assert "Invite Code: `abc123XYZ`" in got["🔗 Invite Details"]
+    assert f"Staff: TravisP (<@{bot.travis.id}>)" in got["👨‍💼 Referring Staff Member"]
+    assert got["🧭 Attribution"].startswith(f"**{AttributionKind.EXACT.value}**")
+
+
 async def test_a_join_missed_while_away_is_replayed_by_resume_and_recorded(bot: Bot) -> None:
     async with bot.sim.disconnected(resume=True):
         away = bot.sim.join(bot.guild, bot.sim.add_user("joined_while_away"), via="abc123XYZ")

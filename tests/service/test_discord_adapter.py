@@ -20,6 +20,7 @@ from service.events import (
     GuildAvailable,
     InviteCreated,
     InviteDeleted,
+    InviteFinalUses,
     MemberJoined,
     MemberRemoved,
 )
@@ -83,6 +84,30 @@ async def test_login_announces_the_guild_and_gateway_events_arrive_in_order(sim:
     [removed] = [e for e in after if isinstance(e, MemberRemoved)]
     assert removed.user_id == str(people[0].id)
     assert adapter.overflowed == 0
+
+
+async def test_an_invite_deleted_by_hand_arrives_with_its_final_use_count(sim: SimServer) -> None:
+    from sim.discord_constants import Permission
+
+    guild = sim.add_guild("PipVault")
+    blind = sim.add_guild(
+        "NoAuditLog", bot_permissions=Permission.INVITE_TRACKER_BOT & ~Permission.VIEW_AUDIT_LOG
+    )
+    travis = sim.add_user("TravisP")
+    async with running_adapter(sim) as (_adapter, seen):
+        await seen.wait_for(GuildAvailable, 2)
+        for where, code in ((guild, "abc123XYZ"), (blind, "hidden")):
+            sim.create_invite(where, travis, code=code)
+            sim.join(where, sim.add_user(f"via_{code}"), via=code)
+            sim.delete_invite(code, by=travis)
+        sentinel = sim.join(blind, sim.add_user("after_both"))  # dispatched after every event above
+        await seen.wait_for(MemberJoined, where=lambda e: e.member.user_id == str(sentinel.user.id))
+        [final] = seen.of(InviteFinalUses)
+    assert (final.guild_id, final.code, final.uses, final.max_uses) == (str(guild.id), "abc123XYZ", 1, 0)
+    assert final.inviter_id == str(travis.id) and final.deleted_at is not None
+    assert abs((final.at - final.deleted_at).total_seconds()) < 5
+    # Without View Audit Log the bot gets no entry: that join stays as the counts leave it.
+    assert [e.code for e in seen.of(InviteFinalUses)] == ["abc123XYZ"]
 
 
 async def test_fetch_invites_reads_uses_inviter_expiry_and_the_vanity_url(sim: SimServer) -> None:

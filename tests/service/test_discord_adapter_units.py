@@ -11,6 +11,7 @@ import pytest
 from service.discord_adapter import Backoff
 from service.discord_adapter.parse import (
     PayloadError,
+    invite_final_uses,
     invite_state,
     member_info,
     parse_time,
@@ -34,6 +35,44 @@ def test_member_info_takes_nick_then_global_name_then_username() -> None:
     with pytest.raises(PayloadError):
         member_info({"nick": "no user"})
     assert user_id_of({"user": {"id": "9"}}) == user_id_of({"id": "9"}) == "9"
+
+
+def test_an_invite_delete_audit_log_entry_gives_the_invites_final_use_count() -> None:
+    # As Discord documents it: an audit log entry object plus guild_id; the invite's fields are old_values.
+    entry_id = ((1_790_000_000_000 - 1_420_070_400_000) << 22) | 5  # made at 1,790,000,000 s
+    data = {
+        "guild_id": "900",
+        "id": str(entry_id),
+        "action_type": 42,
+        "target_id": None,
+        "user_id": "77",
+        "changes": [
+            {"key": "code", "old_value": "abc123XYZ"},
+            {"key": "channel_id", "old_value": "31"},
+            {"key": "inviter_id", "old_value": "42"},
+            {"key": "uses", "old_value": 4},
+            {"key": "max_uses", "old_value": 0},
+            {"key": "max_age", "old_value": 0},
+            {"key": "temporary", "old_value": False},
+        ],
+    }
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    final = invite_final_uses(data, at)
+    assert (final.guild_id, final.at, final.code, final.uses) == ("900", at, "abc123XYZ", 4)
+    assert (final.max_uses, final.inviter_id) == (0, "42")
+    assert final.deleted_at == datetime.fromtimestamp(1_790_000_000, UTC)
+    without_uses = {**data, "changes": [{"key": "code", "old_value": "abc123XYZ"}]}
+    for unreadable in (without_uses, {**data, "action_type": 40}, {**data, "id": None}):
+        with pytest.raises(PayloadError):
+            invite_final_uses(unreadable, at)
+
+
+def test_the_bots_intents_hold_the_audit_log_entries() -> None:
+    from interactions import Intents
+
+    # GUILD_AUDIT_LOG_ENTRY_CREATE needs GUILD_MODERATION, which interactions.py's DEFAULT holds.
+    assert Intents.GUILD_MODERATION in Intents.DEFAULT | Intents.GUILD_MEMBERS
+    assert Intents.GUILD_INVITES in Intents.DEFAULT
 
 
 def test_times_are_aware_utc_datetimes_and_naive_ones_are_read_as_utc() -> None:
