@@ -419,3 +419,19 @@ def test_anchor_links_point_at_headings() -> None:
     anchors = {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", prose(), re.M)}
     for anchor in re.findall(r"\]\(#([^)]+)\)", TEXT):
         assert anchor in anchors, f"README.md links to #{anchor}, which is no heading"
+
+
+def test_the_permissions_table_sums_to_the_invite_url_and_names_each_bit() -> None:
+    from interactions import Permissions
+
+    section = TEXT.split("## Creating the Discord application", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\s*\| ([^|*]+?) \| 1 << (\d+) \| (\d+) \| (.+?) \|$", section, re.M)
+    assert [int(value) for _, _, value, _ in rows] == [1 << int(bit) for _, bit, _, _ in rows]
+    total = sum(int(value) for _, _, value, _ in rows)
+    assert f"permissions={total}\n" in section and f"**{total}**" in section
+    names = {name.split(" (")[0].upper().replace(" ", "_"): 1 << int(bit) for name, bit, _, _ in rows}
+    for name, bit in names.items():  # each row's bit is the permission Discord (and the library) names so
+        assert Permissions[name] == bit, name
+    # The audit log's invite deletions (final use counts) reach only bots with View Audit Log.
+    assert names["VIEW_AUDIT_LOG"] == Permissions.VIEW_AUDIT_LOG
+    assert "final use count" in section
