@@ -18,7 +18,10 @@ How a join is decided:
    whose every assignment names one invite is decided: exact, new_invite, max_uses, vanity, or unknown
    (none). The rest wait for more fetches; a join is recorded ambiguous (candidates listed, nobody
    credited) once no later fetch can tell it apart, or when it has waited `max_join_wait`. Records leave
-   in arrival order.
+   in arrival order. An invite found gone may still get its final use count from the audit log
+   (`InviteFinalUses`): the joins that may have used it are not recorded ambiguous before
+   `audit_log_latency` after the fetch that found it gone. Deciding them earlier is safe, since the count
+   only narrows what the counts allowed; giving up on them is what waits.
 4. Decided joins stay in the problem as long as their use may explain a later count; settled fetches that no
    undecided join can reach are folded into a new baseline, and a snapshot is logged now and then.
 

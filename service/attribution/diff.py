@@ -230,7 +230,10 @@ def _vanished(
     if room is not None and room <= 0:
         return []  # already used up: its deletion took no use
     if final is not None:
-        counted = _finalised(code, invite, uses, start, end, room, final, bounds)
+        # Never used after its INVITE_DELETE arrived, either: the slot stays within the VANISHED one it
+        # replaces, so a join decided before the count came is still decided the same with it.
+        gone_by = min(end, deleted_at) if deleted_at is not None and start < deleted_at else end
+        counted = _finalised(code, invite, uses, start, gone_by, room, final, bounds)
         if counted is not None:
             return counted
     expired = invite.expires_at is not None and invite.expires_at.timestamp() - bounds.offset_high <= end

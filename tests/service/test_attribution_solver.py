@@ -158,3 +158,11 @@ def test_diff_a_vanished_invite_awaits_its_final_count_for_final_wait_after_the_
 
     assert awaiting(14.0) == [15.2]
     assert awaiting(15.3) == [None]
+
+
+def test_diff_a_final_count_stays_within_the_vanished_slot_it_replaces() -> None:
+    # Its INVITE_DELETE arrived at 5.0, before the audit entry (9.0): no use after 5.0.
+    finals = {"D": FinalUses(2, arrived=9.0)}
+    slots = build_slots(obs(0, invite("D", 1)), [obs(10)], {}, {"D": 5.0}, [], BOUNDS, finals)
+    (d,) = [s for s in slots if s.label == "D"]
+    assert (d.kind, d.low, d.high, d.start, d.end) == (SlotKind.EXACT, 1, 1, 0.0, 5.0)
