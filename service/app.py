@@ -47,6 +47,7 @@ def core_config(config: Config) -> CoreConfig:
         fetch_timeout=timedelta(seconds=config.attribution.fetch_timeout_s + 5),
         max_join_wait=timedelta(seconds=config.attribution.max_wait_s),
         gateway_latency=timedelta(seconds=config.attribution.gateway_latency_s),
+        audit_log_latency=timedelta(seconds=config.attribution.audit_log_latency_s),
     )
 
 

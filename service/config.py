@@ -236,6 +236,12 @@ class AttributionConfig:
         "Longest delay between a join and its GUILD_MEMBER_ADD; a fetch is compared only after it.",
         validator=_at_least(0.0),
     )
+    audit_log_latency_s: float = option(
+        5.0,
+        "Longest a join that may have used an invite deleted by hand waits for the deletion's audit log "
+        "entry (its final use count) before it is recorded ambiguous; 0 never waits.",
+        validator=_at_least(0.0),
+    )
 
 
 @attrs.frozen
