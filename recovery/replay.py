@@ -12,7 +12,7 @@ import apsw
 from recovery.progress import NoProgress, Progress, counted
 from service import convert, projection
 from service.records import Record
-from wal import iter_frames
+from wal import iter_frames, iter_raw_frames
 
 #: Records per transaction when the tail of the log is applied to an existing database: fewer, bigger
 #: transactions touch each index page once per batch (10,000 records into a million-row database: 0.6 s
@@ -37,7 +37,8 @@ def rebuild_from_log(
     total = to_lsn if to_lsn is not None else _last_lsn(wal_dir)
     progress.start("rebuilding the database from the log", total)
     try:
-        applied = projection.rebuild_database(db_path, counted(log_records(wal_dir, to_lsn=to_lsn), progress))
+        frames = counted(iter_raw_frames(wal_dir, to_lsn=to_lsn), progress)
+        applied = projection.rebuild_from_frames(db_path, frames)
     finally:
         progress.finish()
     return applied
@@ -75,7 +76,7 @@ def _last_lsn(wal_dir: Path) -> int | None:
 def projection_digest_of_log(wal_dir: Path, scratch: Path, to_lsn: int | None = None) -> tuple[int, str]:
     """Rebuild the projection of the log into `scratch` (a file path) and return (applied LSN, digest):
     what the live database must equal."""
-    applied = projection.rebuild_database(scratch, log_records(wal_dir, to_lsn=to_lsn))
+    applied = projection.rebuild_from_frames(scratch, iter_raw_frames(wal_dir, to_lsn=to_lsn))
     conn = projection.open_database(scratch, readonly=True)
     try:
         return applied, projection.projection_digest(conn)

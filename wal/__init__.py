@@ -7,6 +7,7 @@ follows the log.
 
 from __future__ import annotations
 
+from wal.bulk import RawFrame
 from wal.codec import (
     FLAG_BATCH_START,
     FRAME_HEADER_SIZE,
@@ -29,7 +30,7 @@ from wal.errors import (
     WalWriteError,
 )
 from wal.fs import FaultyFileSystem, FileSystem, OsFileSystem
-from wal.reader import LogEntry, follow, iter_frames
+from wal.reader import LogEntry, follow, iter_frames, iter_raw_frames
 from wal.recover import LogInspection, RecoveryReport, TornTail, inspect_log, open_log
 from wal.segment import (
     DEFAULT_SEGMENT_BYTES,
@@ -59,6 +60,7 @@ __all__ = [
     "LogInspection",
     "NeedMore",
     "OsFileSystem",
+    "RawFrame",
     "RecoveryReport",
     "SegmentInfo",
     "SegmentStatus",
@@ -77,6 +79,7 @@ __all__ = [
     "follow",
     "inspect_log",
     "iter_frames",
+    "iter_raw_frames",
     "list_segments",
     "open_log",
     "segment_name",

@@ -7,14 +7,16 @@ it may be a write in progress and are left alone.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar, cast
 
 import anyio
 import anyio.to_thread
 import attrs
 
-from wal.codec import FLAG_BATCH_START, Frame, FrameDecoder, FrameError, NeedMore
+from wal.bulk import RawFrame, segment_frames
+from wal.codec import FLAG_BATCH_START, FRAME_HEADER_SIZE, Frame, FrameDecoder, FrameError, NeedMore
 from wal.errors import WalCorruption, WalFormatError
 from wal.recover import FREE_SPACE_KINDS, find_later_batch_start, zeros_to_end
 from wal.segment import (
@@ -23,13 +25,13 @@ from wal.segment import (
     check_segment_header,
     frame_offset,
     list_segment_files,
-    read_frames,
     segment_name,
 )
 from wal.watermark import Watermark
 
 DEFAULT_FOLLOW_BATCH = 512
 _READ_CHUNK = 1 << 20
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -51,6 +53,11 @@ class LogEntry:
     @classmethod
     def from_frame(cls, frame: Frame, segment: str) -> LogEntry:
         return cls(frame.lsn, frame.record_type, frame.payload, segment, frame.offset, frame.flags)
+
+    @classmethod
+    def from_raw(cls, frame: RawFrame, segment: str) -> LogEntry:
+        lsn, record_type, payload, flags, offset = frame
+        return cls(lsn, record_type, payload, segment, offset, flags)
 
 
 def _header_ok(path: Path, first_lsn: int, *, is_last: bool) -> bool:
@@ -74,9 +81,23 @@ def iter_frames(wal_dir: Path | str, from_lsn: int = 1, *, to_lsn: int | None = 
     (without `to_lsn`) for damage in the last segment that is not a torn tail; a torn tail ends the
     iteration quietly, as recovery would cut it.
     """
+    return _walk(Path(wal_dir), from_lsn, to_lsn, LogEntry.from_raw)
+
+
+def iter_raw_frames(
+    wal_dir: Path | str, from_lsn: int = 1, *, to_lsn: int | None = None
+) -> Iterator[RawFrame]:
+    """`iter_frames` as plain tuples `(lsn, record_type, payload, flags, offset)`, with the same checks and
+    errors: for readers of the whole log (a rebuild), to whom a LogEntry per record is a cost."""
+    return _walk(Path(wal_dir), from_lsn, to_lsn, None)
+
+
+def _walk(
+    wal_dir: Path, from_lsn: int, to_lsn: int | None, make: Callable[[RawFrame, str], T] | None
+) -> Iterator[T]:
+    """The frames of `iter_frames`, each passed through `make` with its segment's name (None: as is)."""
     if from_lsn < 1:
         raise ValueError("LSNs start at 1")
-    wal_dir = Path(wal_dir)
     files = list_segment_files(wal_dir)
     if not files:
         if to_lsn is not None and to_lsn >= from_lsn:
@@ -97,6 +118,7 @@ def iter_frames(wal_dir: Path | str, from_lsn: int = 1, *, to_lsn: int | None = 
             )
             raise WalCorruption(path.name, 0, expected, reason)
         is_last = index == len(files) - 1
+        last: RawFrame | None = None
         try:
             if _header_ok(path, first_lsn, is_last=is_last):
                 offset, offset_lsn = SEGMENT_HEADER_SIZE, first_lsn
@@ -104,12 +126,14 @@ def iter_frames(wal_dir: Path | str, from_lsn: int = 1, *, to_lsn: int | None = 
                     # Skip the records before from_lsn without decoding them (checksums still checked).
                     offset, offset_lsn = frame_offset(path, first_lsn, from_lsn)
                     seen, end = offset_lsn - 1, offset
-                for frame in read_frames(path, offset=offset, expected_lsn=offset_lsn):
-                    seen, end = frame.lsn, frame.end
-                    if to_lsn is not None and frame.lsn > to_lsn:
+                name = path.name
+                for frame in segment_frames(path, offset=offset, expected_lsn=offset_lsn):
+                    seen = frame[0]
+                    last = frame
+                    if to_lsn is not None and seen > to_lsn:
                         return
-                    if frame.lsn >= from_lsn:
-                        yield LogEntry.from_frame(frame, path.name)
+                    if seen >= from_lsn:
+                        yield cast(T, frame) if make is None else make(frame, name)
         except FrameError as err:
             at_free_space = is_last and err.reason in FREE_SPACE_KINDS and zeros_to_end(path, err.offset)
             if not at_free_space:
@@ -121,6 +145,9 @@ def iter_frames(wal_dir: Path | str, from_lsn: int = 1, *, to_lsn: int | None = 
                         reason = f"{err}; a later write (LSN {later.lsn}) follows it"
                         raise WalCorruption(path.name, err.offset, err.lsn, reason) from err
                 return  # a torn tail, or a write in progress beyond to_lsn
+        finally:
+            if last is not None:
+                end = last[4] + FRAME_HEADER_SIZE + len(last[2])
         expected = seen + 1
         index += 1
         end = SEGMENT_HEADER_SIZE if index < len(files) else end

@@ -2,7 +2,8 @@
 
 - `schema`: DDL, `PRAGMA user_version` migrations, `open_database`, typed errors for files to rebuild;
 - `apply`: `apply_batch` (one transaction per batch, idempotent by LSN) and `rebuild_apply`;
-- `rebuild`: `rebuild_database`, the fast path that builds a fresh file from the whole log;
+- `rebuild`: `rebuild_database` and `rebuild_from_frames`, the fast path that builds a fresh file from
+  the whole log (`frames` and `join_rows`: joins read straight from their payloads);
 - `queries`: what staff commands, the CLI and metrics read;
 - `export`: streaming CSV and JSON Lines.
 
@@ -36,7 +37,7 @@ from service.projection.queries import (
     staff_profile,
     stats,
 )
-from service.projection.rebuild import rebuild_database
+from service.projection.rebuild import rebuild_database, rebuild_from_frames
 from service.projection.schema import (
     ERASED,
     SCHEMA_VERSION,
@@ -80,6 +81,7 @@ __all__ = [
     "projection_digest",
     "rebuild_apply",
     "rebuild_database",
+    "rebuild_from_frames",
     "staff_counts",
     "staff_profile",
     "stats",

@@ -290,6 +290,11 @@ def apply_entries(
         if maintain_members and type(record) is MemberLeft:
             conn.execute(_UPSERT_MEMBER_LEFT, (record.guild_id, record.user_id, to_us(record.timestamp), lsn))
     flush_joins()
+    add_join_counts(conn, counts)
+
+
+def add_join_counts(conn: apsw.Connection, counts: Counter[tuple[str, str]]) -> None:
+    """Add joins per (guild, kind) to `join_counts`."""
     if counts:
         conn.executemany(_ADD_JOIN_COUNT, [(guild, kind, n) for (guild, kind), n in sorted(counts.items())])
 

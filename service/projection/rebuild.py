@@ -23,12 +23,21 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import apsw
 
-from service.projection.apply import apply_entries, continue_from, derive_members, set_applied_lsn
+from service.projection.apply import (
+    add_join_counts,
+    apply_entries,
+    continue_from,
+    derive_members,
+    set_applied_lsn,
+)
+from service.projection.frames import load_frames
 from service.projection.schema import migrate
 from service.records import Record
 
@@ -77,7 +86,49 @@ def rebuild_database(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    target = Path(path)
+
+    def load(conn: apsw.Connection, indexes: _DeferredIndexes) -> int:
+        applied = 0
+        iterator = iter(entries)
+        while batch := list(itertools.islice(iterator, batch_size)):
+            with conn:
+                todo = continue_from(batch, applied)
+                if todo:
+                    apply_entries(conn, todo, maintain_members=False, before_erasure=indexes.restore)
+                    applied = todo[-1][0]
+                    set_applied_lsn(conn, applied)
+        return applied
+
+    return _build(Path(path), load)
+
+
+def rebuild_from_frames(
+    path: str | os.PathLike[str], frames: Iterable[Sequence[Any]], *, batch_size: int = 50_000
+) -> int:
+    """`rebuild_database` from the log's frames as `(lsn, record_type, payload, ...)` (what
+    `wal.iter_raw_frames` yields), decoding them here: a join's row comes straight from its payload's text
+    (`join_rows`), the other records are decoded and applied as usual, each after the joins before it."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+
+    def load(conn: apsw.Connection, indexes: _DeferredIndexes) -> int:
+        counts: Counter[tuple[str, str]] = Counter()
+        applied = 0
+        iterator = iter(frames)
+        while batch := list(itertools.islice(iterator, batch_size)):
+            with conn:
+                applied = load_frames(conn, batch, applied, counts, before_erasure=indexes.restore)
+                set_applied_lsn(conn, applied)
+        with conn:
+            add_join_counts(conn, counts)
+        return applied
+
+    return _build(Path(path), load)
+
+
+def _build(target: Path, load: Callable[[apsw.Connection, _DeferredIndexes], int]) -> int:
+    """Run `load` on a fresh file beside `target` set up for a bulk load, finish it (indexes, members, WAL
+    mode) and rename it over `target`. Returns what `load` returns, the applied LSN."""
     building = target.with_name(target.name + ".rebuilding")
     _remove_with_side_files(building)
     conn = apsw.Connection(str(building))
@@ -94,15 +145,7 @@ def rebuild_database(
         migrate(conn)
         with conn:
             indexes = _DeferredIndexes(conn)
-        applied = 0
-        iterator = iter(entries)
-        while batch := list(itertools.islice(iterator, batch_size)):
-            with conn:
-                todo = continue_from(batch, applied)
-                if todo:
-                    apply_entries(conn, todo, maintain_members=False, before_erasure=indexes.restore)
-                    applied = todo[-1][0]
-                    set_applied_lsn(conn, applied)
+        applied = load(conn, indexes)
         indexes.restore()
         with conn:
             derive_members(conn)
