@@ -24,8 +24,11 @@ RawFrame = tuple[int, int, bytes, int, int]
 _CHUNK = 8 << 20
 
 
-def segment_frames(path: Path, *, offset: int, expected_lsn: int) -> Iterator[RawFrame]:
-    """Frames of a segment file from a frame boundary `offset`; raises FrameError at the first bad one."""
+def segment_frames(
+    path: Path, *, offset: int, expected_lsn: int, chunk_size: int = _CHUNK
+) -> Iterator[RawFrame]:
+    """Frames of a segment file from a frame boundary `offset`; raises FrameError at the first bad one.
+    `chunk_size` is how much is read at a time (frames cut by a chunk's end are carried over)."""
     unpack = FRAME_HEADER.unpack_from
     unknown_flags = ~KNOWN_FLAGS
     # The checksum starts with the 4-byte length field, whose CRC depends on the length alone: computed once
@@ -36,7 +39,7 @@ def segment_frames(path: Path, *, offset: int, expected_lsn: int) -> Iterator[Ra
         data = b""
         at_eof = False
         while not at_eof:
-            chunk = f.read(_CHUNK)
+            chunk = f.read(chunk_size)
             at_eof = not chunk
             data = data + chunk if data else chunk
             pos, size = 0, len(data)
