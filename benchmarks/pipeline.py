@@ -38,9 +38,10 @@ Fixed seeds; the sizes are printed with the figures. Everything runs in this pro
 
 2. Rebuild: a log of 1,000,000 synthetic JoinRecorded records (`benchmarks.projection_bench`), written
    with the WAL writer's `append_many` into real segments; then, timed separately: reading the frames
-   (CRC checked), decoding them into records, `rebuild_database(path, recovery.replay.log_records(...))`
-   (the RESULT figure: it includes reading and decoding the log, the real cost), and, as the baseline,
-   the same records through the live applier's path (`apply_batch`, 2,048 records per transaction).
+   (CRC checked, `wal.iter_raw_frames`), reading them and making the joins' rows (`join_rows.join_row`),
+   `rebuild_from_frames(path, iter_raw_frames(...))` (what `recovery.replay.rebuild_from_log` runs; the
+   RESULT figure: it includes reading and decoding the log, the real cost), and, as the baseline, the
+   same records through the live applier's path (`apply_batch`, 2,048 records per transaction).
 3. Lookups: `lookup_user` p50/p99 on the rebuilt database (1,000,000 joins).
 4. Export: all 1,000,000 rows to CSV in a child process: seconds and peak RSS (VmHWM).
 
@@ -82,9 +83,10 @@ from service.attribution_actor import Durable
 from service.config import load_config
 from service.events import Event, MemberInfo, MemberJoined
 from service.gateway import ScriptedGateway
-from service.projection import apply_batch, open_database, rebuild_database
+from service.projection import apply_batch, open_database, rebuild_from_frames
+from service.projection.join_rows import join_row
 from service.records import JoinRecorded
-from wal import WalWriter, Watermark, iter_frames
+from wal import WalWriter, Watermark, iter_raw_frames
 
 #: Timing knobs for an in-memory gateway (see the module docstring).
 BENCH_CORE = AttributionConfig(
@@ -528,15 +530,20 @@ def timed(name: str, func: Callable[[], int]) -> Timed:
 
 
 def read_frames(wal_dir: Path) -> int:
-    return sum(1 for _ in iter_frames(wal_dir))
+    return sum(1 for _ in iter_raw_frames(wal_dir))
 
 
 def decode_log(wal_dir: Path) -> int:
-    return sum(1 for _ in log_records(wal_dir))
+    """Read the frames and make each join's row from its payload, as a rebuild does (the log is joins)."""
+    frames = 0
+    for lsn, _type, payload, _flags, _offset in iter_raw_frames(wal_dir):
+        join_row(lsn, payload)
+        frames += 1
+    return frames
 
 
 def rebuild_from_log(wal_dir: Path, db_path: Path) -> int:
-    return rebuild_database(db_path, log_records(wal_dir))
+    return rebuild_from_frames(db_path, iter_raw_frames(wal_dir))
 
 
 #: The live applier's largest batch (records read from the log and applied in one transaction).
@@ -654,8 +661,8 @@ def run(directory: Path, sizes: Sizes, *, log: Callable[[str], None] = print) ->
     log(f"{'from the log':<38}{'records':>10}{'s':>7}{'records/s':>11}{'µs each':>9}{'CPU s':>7}")
     for t, label in (
         (reading, "read frames (CRC checked)"),
-        (decoding, "read + decode (log_records)"),
-        (rebuilt, "rebuild_database(log_records)"),
+        (decoding, "read + join rows (join_row)"),
+        (rebuilt, "rebuild_from_frames(iter_raw_frames)"),
         (live, f"live path: apply_batch x{APPLIER_BATCH:,}"),
     ):
         log(

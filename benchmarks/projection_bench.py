@@ -6,8 +6,9 @@ Run alone for the issue's figures at one million records:
 
 - `make_join_records`: N synthetic JoinRecorded records (fixed seed; ~400-byte log payloads; several
   guilds, staff members and invite codes; rejoins, ambiguous and unknown joins, flags).
-- `measure_apply`: records per second applying them into a fresh database, both through `apply_batch`
-  (the live applier's path) and through `rebuild_database` (the rebuild fast path).
+- `measure_apply`: records per second applying them into a fresh database, through `apply_batch` (the
+  live applier's path), through `rebuild_database` (records already decoded) and through
+  `rebuild_from_frames` (encoded payloads, as a rebuild reads them from the log, decoding included).
 - `measure_lookups`: `lookup_user` latency percentiles on a database holding the joins.
 - `measure_export`: seconds and peak RSS of a streaming CSV export of every join, in a child process so
   the RSS is the export's own.
@@ -30,10 +31,11 @@ from pathlib import Path
 
 import attrs
 
+from service import convert
 from service.projection.apply import apply_batch
 from service.projection.export import export_csv
 from service.projection.queries import lookup_user
-from service.projection.rebuild import rebuild_database
+from service.projection.rebuild import rebuild_database, rebuild_from_frames
 from service.projection.schema import open_database
 from service.records import AttributionKind, JoinFlag, JoinRecorded, Record
 
@@ -144,7 +146,7 @@ class ApplyResult:
     batch_size: int
     seconds: float
     cpu_seconds: float  # of this process, SQLite's sorter threads included: the figure on a busy machine
-    path: str  # "apply_batch" or "rebuild_database"
+    path: str  # "apply_batch", "rebuild_database" or "rebuild_from_frames"
 
     @property
     def records_per_second(self) -> float:
@@ -152,9 +154,17 @@ class ApplyResult:
 
 
 def measure_apply(
-    entries: list[tuple[int, Record]], directory: Path, *, batch_size: int = 1_000, rebuild: bool = False
+    entries: list[tuple[int, Record]],
+    directory: Path,
+    *,
+    batch_size: int = 1_000,
+    rebuild: bool = False,
+    frames: bool = False,
 ) -> ApplyResult:
-    """Time applying `entries` (already built, so only the projection is timed) into a fresh database."""
+    """Time applying `entries` (already built, so only the projection is timed) into a fresh database;
+    with `frames`, rebuild from their encoded payloads (decoding timed too, reading the log not)."""
+    if frames:
+        return _measure_frames(entries, directory, batch_size)
     db_path = directory / ("rebuild.sqlite3" if rebuild else "apply.sqlite3")
     # The records are the benchmark's input, held in memory only here (a real rebuild streams them from
     # the log): freeze them so the cyclic GC does not walk a million of them during the measurement.
@@ -174,6 +184,18 @@ def measure_apply(
     gc.unfreeze()
     path = "rebuild_database" if rebuild else "apply_batch"
     return ApplyResult(len(entries), batch_size, seconds, cpu, path)
+
+
+def _measure_frames(entries: list[tuple[int, Record]], directory: Path, batch_size: int) -> ApplyResult:
+    encoded = [(lsn, *convert.encode(record)) for lsn, record in entries]
+    gc.collect()
+    gc.freeze()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    rebuild_from_frames(directory / "frames.sqlite3", iter(encoded), batch_size=batch_size)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    gc.unfreeze()
+    (directory / "frames.sqlite3").unlink()
+    return ApplyResult(len(entries), batch_size, seconds, cpu, "rebuild_from_frames")
 
 
 @attrs.frozen
@@ -290,11 +312,16 @@ def main(argv: list[str] | None = None) -> int:
         results = [measure_apply(entries, directory, batch_size=args.batch_size)] if args.batch_size else []
         for _ in range(args.rebuild_runs):
             results.append(
+                measure_apply(
+                    entries, directory, batch_size=args.rebuild_batch_size, rebuild=True, frames=True
+                )
+            )
+            results.append(
                 measure_apply(entries, directory, batch_size=args.rebuild_batch_size, rebuild=True)
             )
         for result in results:
             print(
-                f"{result.path:>16} batch {result.batch_size:>6,}: {result.records:,} records in "
+                f"{result.path:>19} batch {result.batch_size:>6,}: {result.records:,} records in "
                 f"{result.seconds:.2f} s = {result.records_per_second:,.0f} records/s "
                 f"(CPU {result.cpu_seconds:.2f} s)"
             )
