@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 import attrs
@@ -12,7 +12,7 @@ import attrs
 from service.attribution.config import AttributionConfig
 from service.attribution.diff import NONE_LABEL, SlotKind, UseSlot
 from service.attribution.solver import possible_options
-from service.attribution.verdict import JoinFacts, decide
+from service.attribution.verdict import JoinFacts, decide, told_apart
 from service.records import InviteState, JoinRecorded, MemberLeft
 
 
@@ -135,9 +135,12 @@ def solve(
     for position, key in enumerate(keys):
         found_possible = possible[position]
         possible_slots = [slots[i] for i in sorted(found_possible)]
+        told = told_apart(possible_slots)
         for join in classes[key]:
             if join.record is not None:
                 continue
+            if not told and not closed[position] and now < join.arrival + wait:
+                continue  # `decide` would wait too: skip its work (most rounds leave newer joins waiting)
             facts = join.facts if join.facts.guild_name else attrs.evolve(join.facts, guild_name=guild_name)
             join.record = decide(
                 facts,
@@ -150,16 +153,16 @@ def solve(
             )
 
 
-def _relaxations(slots: list[UseSlot]) -> list[list[UseSlot]]:
+def _relaxations(slots: list[UseSlot]) -> Iterator[list[UseSlot]]:
     """The slots as they are; then without the max_uses assumption; then with no lower bound (the counts
     contradict what the core saw: a join it never heard of, so no count can be trusted); then with no bound
-    at all (even the log's own records do not fit: never fail, only credit nobody from such counts)."""
-    return [
-        slots,
-        [s.relaxed() if s.kind is SlotKind.MAX else s for s in slots],
-        [s.relaxed() if s.low > 0 else s for s in slots],
-        [attrs.evolve(s.relaxed(), high=None) for s in slots],
-    ]
+    at all (even the log's own records do not fit: never fail, only credit nobody from such counts).
+
+    Lazily: the first attempt almost always fits, and building the others costs more than solving it."""
+    yield slots
+    yield [s.relaxed() if s.kind is SlotKind.MAX else s for s in slots]
+    yield [s.relaxed() if s.low > 0 else s for s in slots]
+    yield [attrs.evolve(s.relaxed(), high=None) for s in slots]
 
 
 def _closed(keys: list[tuple[int, ...]], slots: list[UseSlot]) -> list[bool]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import attrs
@@ -55,7 +55,7 @@ def decide(
     not `final` (a final join that is not told apart is recorded as ambiguous, never guessed)."""
     slots = list(possible)
     labels = {slot.label for slot in slots}
-    told = len(labels) == 1 and ANY_LABEL not in labels
+    told = told_apart(slots)
     if not told and not final:
         return None
     code: str | None = None
@@ -101,6 +101,12 @@ def decide(
         account_created_at=account_created_at(facts.user_id),
         decided_at=now,
     )
+
+
+def told_apart(possible: Sequence[UseSlot]) -> bool:
+    """Do a join's possible slots name one invite (or none), so that it can be recorded now?"""
+    labels = {slot.label for slot in possible}
+    return len(labels) == 1 and ANY_LABEL not in labels
 
 
 def _latest_invite(slots: list[UseSlot]) -> InviteState | None:

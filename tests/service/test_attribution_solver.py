@@ -16,7 +16,13 @@ from service.attribution.diff import (
     UseSlot,
     build_slots,
 )
-from service.attribution.solver import possible_options
+from service.attribution.solver import (
+    LISTING_MAX,
+    assignment_count,
+    possible_by_flow,
+    possible_by_listing,
+    possible_options,
+)
 from service.records import InviteState
 
 NONE = 0  # slot 0 is "no invite" in these cases: unbounded
@@ -72,7 +78,37 @@ def test_solver_agrees_with_brute_force(seed: int) -> None:
         if rng.random() < 0.3:
             options = options[1:] or (0,)
         classes.append((options, rng.randint(1, 2)))
-    assert possible_options(classes, bounds) == brute_force(classes, bounds)
+    expected = brute_force(classes, bounds)
+    assert possible_options(classes, bounds) == expected
+    assert possible_by_flow(classes, bounds) == expected  # the path larger problems take
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_listing_and_flow_agree_on_every_small_problem(seed: int) -> None:
+    # `possible_options` lists the assignments of small problems and solves a flow for the rest: the two
+    # must give the same answer (None included), or a decision would depend on the problem's size.
+    rng = random.Random(seed)
+    compared = 0
+    while compared < 250:
+        bounds: list[tuple[int, int | None]] = [(0, None)] if rng.random() < 0.8 else []
+        for _ in range(rng.randint(1, 6)):
+            low = rng.randint(0, 3)
+            bounds.append((low, rng.choice([low, low + 1, low + 2, None])))
+        classes = [
+            (tuple(sorted(rng.sample(range(len(bounds)), rng.randint(0, len(bounds))))), rng.randint(1, 3))
+            for _ in range(rng.randint(1, 4))
+        ]
+        if assignment_count(classes, 4 * LISTING_MAX) > 4 * LISTING_MAX:
+            continue
+        compared += 1
+        assert possible_by_listing(classes, bounds) == possible_by_flow(classes, bounds), (classes, bounds)
+
+
+def test_assignment_count_counts_spreads_of_interchangeable_joins() -> None:
+    assert assignment_count([((0, 1, 2), 2)], 100) == 6  # {00, 01, 02, 11, 12, 22}
+    assert assignment_count([((0, 1), 1), ((0, 1, 2), 1)], 100) == 6
+    assert assignment_count([((), 1)], 100) == 0
+    assert assignment_count([((0, 1, 2, 3), 5)] * 3, 100) > 100  # stops counting past the cap
 
 
 def invite(code: str, uses: int, **fields: object) -> InviteState:
