@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from datetime import UTC, datetime
 
 from service.attribution.clock import ClockOffset
@@ -18,6 +19,9 @@ class Attributor:
         self.config = config or AttributionConfig()
         self._guilds: dict[str, GuildAttribution] = {}
         self._wakes: dict[str, float] = {}
+        # The same wake times as a heap, so that the earliest is not a scan of every guild after every event;
+        # entries whose time is no longer their guild's are dropped when they reach the top.
+        self._heap: list[tuple[float, str]] = []
         self._announced: float | None = None
         self._clock = ClockOffset(
             self.config.gateway_latency.total_seconds(), self.config.clock_skew.total_seconds()
@@ -47,7 +51,10 @@ class Attributor:
         return None if wake is None else datetime.fromtimestamp(wake, UTC)
 
     def next_wake_ts(self) -> float | None:
-        return min(self._wakes.values(), default=None)
+        heap, wakes = self._heap, self._wakes
+        while heap and wakes.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def guild(self, guild_id: str) -> GuildAttribution:
         guild = self._guilds.get(guild_id)
@@ -66,6 +73,10 @@ class Attributor:
         wake = guild.next_wake()
         if wake is None:
             self._wakes.pop(guild_id, None)
-        else:
+        elif self._wakes.get(guild_id) != wake:
             self._wakes[guild_id] = wake
+            heapq.heappush(self._heap, (wake, guild_id))
+            if len(self._heap) > 2 * len(self._wakes) + 64:  # mostly stale: start again from the dict
+                self._heap = [(w, g) for g, w in self._wakes.items()]
+                heapq.heapify(self._heap)
         return effects

@@ -41,9 +41,36 @@ def possible_options(
     `bounds[i]` is slot i's (low, high), high None when unbounded. Returns None when no assignment exists:
     the counts contradict the assumptions (a use by a join the core never heard of), and the caller relaxes.
     """
-    if assignment_count(classes, LISTING_MAX) <= LISTING_MAX:
-        return possible_by_listing(classes, bounds)
-    return possible_by_flow(classes, bounds)
+    # Unbounded slots (no invite, uses before the baseline or not counted yet) take any number of joins, so
+    # which of them a join sits on constrains nothing: they are solved as one slot, and a class that can
+    # only reach such slots is left out (it can use each of them whatever the others do). Most joins of a
+    # busy guild reach one bounded slot at most, so this leaves few assignments to list.
+    free = {i for i, (low, high) in enumerate(bounds) if low == 0 and high is None}
+    merged = len(bounds)
+    reduced: list[tuple[Sequence[int], int]] = []
+    kept: list[int] = []
+    for position, (options, count) in enumerate(classes):
+        bounded = [option for option in options if option not in free]
+        if len(bounded) == len(options):
+            reduced.append((options, count))
+        elif bounded:
+            reduced.append(((*bounded, merged), count))
+        else:
+            continue
+        kept.append(position)
+    solve = possible_by_listing
+    if assignment_count(reduced, LISTING_MAX) > LISTING_MAX:
+        solve = possible_by_flow
+    found = solve(reduced, [*bounds, (0, None)])
+    if found is None:
+        return None
+    result = [set(options) for options, _ in classes]
+    for position, possible in zip(kept, found, strict=True):
+        if merged in possible:
+            possible.remove(merged)
+            possible.update(option for option in classes[position][0] if option in free)
+        result[position] = possible
+    return result
 
 
 def assignment_count(classes: Sequence[tuple[Sequence[int], int]], cap: int) -> int:

@@ -104,6 +104,23 @@ def test_listing_and_flow_agree_on_every_small_problem(seed: int) -> None:
         assert possible_by_listing(classes, bounds) == possible_by_flow(classes, bounds), (classes, bounds)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_possible_options_agrees_with_the_flow_on_the_whole_problem(seed: int) -> None:
+    # Unbounded slots are merged into one before solving, and classes that reach only those are left out:
+    # the answer must be the flow's on the problem as given, large or small.
+    rng = random.Random(1000 + seed)
+    for _ in range(200):
+        bounds: list[tuple[int, int | None]] = []
+        for _ in range(rng.randint(1, 7)):
+            low = rng.randint(0, 3) if rng.random() < 0.6 else 0
+            bounds.append((low, rng.choice([low, low + 1, low + 2, None])))
+        classes = [
+            (tuple(sorted(rng.sample(range(len(bounds)), rng.randint(0, len(bounds))))), rng.randint(1, 4))
+            for _ in range(rng.randint(1, 5))
+        ]
+        assert possible_options(classes, bounds) == possible_by_flow(classes, bounds), (classes, bounds)
+
+
 def test_assignment_count_counts_spreads_of_interchangeable_joins() -> None:
     assert assignment_count([((0, 1, 2), 2)], 100) == 6  # {00, 01, 02, 11, 12, 22}
     assert assignment_count([((0, 1), 1), ((0, 1, 2), 1)], 100) == 6
