@@ -52,6 +52,7 @@ from service.attribution.diff import (
 )
 from service.attribution.effects import Effect, FetchInvites, LogRecord
 from service.attribution.problem import Join, Origin, solve
+from service.attribution.quick import decide_single_use
 from service.attribution.verdict import JoinFacts
 from service.events import (
     ClockTick,
@@ -438,6 +439,21 @@ class GuildAttribution:
             self._out.append(FetchInvites(self.guild_id, self._request_id))
 
     def _decide(self, settled: int) -> None:
+        if decide_single_use(
+            self._baseline,
+            self._fetches[:settled],
+            self._creates,
+            self._deletes,
+            self._blind,
+            self._joins,
+            now=self._now + DUE_SLACK,
+            now_dt=self._now_dt,
+            wait=self._wait,
+            vanity_code=self.vanity_code,
+            guild_name=self.guild_name,
+            config=self.config,
+        ):
+            return  # the common round: the general path's answer without building the problem
         bounds = TimingBounds(self._latency, *self._clock.bounds())
         slots: list[UseSlot] = build_slots(
             self._baseline,

@@ -78,9 +78,7 @@ def options_of(join: Join, index: SlotIndex, bots_use_invites: bool) -> tuple[in
         ):
             continue
         elif (
-            slot.invite is not None
-            and join.joined_at is not None
-            and not _usable(slot.invite, join.joined_at)
+            slot.invite is not None and join.joined_at is not None and not usable(slot.invite, join.joined_at)
         ):
             continue
         else:
@@ -90,7 +88,7 @@ def options_of(join: Join, index: SlotIndex, bots_use_invites: bool) -> tuple[in
     return tuple(found)
 
 
-def _usable(invite: InviteState, joined_at: float) -> bool:
+def usable(invite: InviteState, joined_at: float) -> bool:
     # Discord's own clock on both sides: nobody joins through an invite before it exists or after it expired.
     if invite.created_at is not None and joined_at < invite.created_at.timestamp():
         return False
