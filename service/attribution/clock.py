@@ -25,13 +25,22 @@ class ClockOffset:
     skew: float  # clock_skew, seconds
     at_least: float = -math.inf  # max over live joins of joined_at - arrival
     at_most: float = math.inf  # min over live joins of joined_at - arrival + latency
+    # bounds() is read several times per event and changes only when a join narrows it.
+    _bounds: tuple[float, float] | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def observe(self, joined_at: float, arrival: float) -> None:
-        self.at_least = max(self.at_least, joined_at - arrival)
-        self.at_most = min(self.at_most, joined_at - arrival + self.latency)
+        at_least = max(self.at_least, joined_at - arrival)
+        at_most = min(self.at_most, joined_at - arrival + self.latency)
+        if at_least != self.at_least or at_most != self.at_most:
+            self.at_least, self.at_most, self._bounds = at_least, at_most, None
 
     def bounds(self) -> tuple[float, float]:
         """(lowest, highest) possible offset, Discord's clock minus the bot's, in seconds."""
+        if self._bounds is None:
+            self._bounds = self._compute()
+        return self._bounds
+
+    def _compute(self) -> tuple[float, float]:
         if self.at_least > self.at_most:  # deliveries slower than gateway_latency: trust neither side
             return min(self.at_most, -self.skew) - self.latency, max(self.at_least, self.skew) + self.latency
         low, high = max(self.at_least, -self.skew), min(self.at_most, self.skew)

@@ -106,6 +106,8 @@ class GuildAttribution:
         self._clock = clock or ClockOffset(self._latency, self._skew)  # shared by the guilds of one bot
         self._windows_from = self._clock.bounds()  # the clock bounds the join windows were computed with
         self._wait = config.max_join_wait.total_seconds()
+        self._fetch_timeout = config.fetch_timeout.total_seconds()  # read after every event: kept as floats
+        self._fetch_gap = config.min_fetch_gap.total_seconds()
         self._now = -math.inf
         self._now_dt = datetime.min.replace(tzinfo=UTC)
         self._available = False
@@ -189,7 +191,7 @@ class GuildAttribution:
         """When (bot clock, POSIX seconds) this guild next needs a ClockTick, if ever."""
         times = []
         if self._in_flight is not None:
-            times.append(self._in_flight[1] + self.config.fetch_timeout.total_seconds())
+            times.append(self._in_flight[1] + self._fetch_timeout)
         times.extend(f.answered + self._latency + _SAME_INSTANT for f in self._fetches[self._settled :])
         undecided = [j.arrival for j in self._joins if j.record is None]
         if undecided:
@@ -417,19 +419,20 @@ class GuildAttribution:
                 if join.record is None:
                     join.lo, join.hi = self._window(join)
         now = self._now
-        if (
-            self._in_flight is not None
-            and now + DUE_SLACK >= self._in_flight[1] + self.config.fetch_timeout.total_seconds()
-        ):
+        if self._in_flight is not None and now + DUE_SLACK >= self._in_flight[1] + self._fetch_timeout:
             self._in_flight = None
             self._fetch_failed()
         settled = self._settled
         while settled < len(self._fetches) and self._fetches[settled].answered + self._latency < now:
             settled += 1
         undecided = [j for j in self._joins if j.record is None]
-        overdue = any(now + DUE_SLACK >= j.arrival + self._wait for j in undecided)
         awaited = self._awaiting is not None and now + DUE_SLACK >= self._awaiting
-        if undecided and (self._dirty or settled != self._settled or overdue or awaited):
+        if undecided and (
+            self._dirty
+            or settled != self._settled
+            or awaited
+            or any(now + DUE_SLACK >= j.arrival + self._wait for j in undecided)  # overdue
+        ):
             self._decide(settled)
         self._dirty = False
         self._settled = settled
@@ -535,16 +538,23 @@ class GuildAttribution:
     def _needs_fetch(self) -> bool:
         if self._in_flight is not None:
             return False
-        undecided = any(j.record is None for j in self._joins)
+        undecided = False
+        for join in self._joins:  # a plain loop: this runs twice per event
+            if join.record is None:
+                undecided = True
+                break
         if self._baseline is None:
             return undecided or self._available
         if self._refresh:
             return True
         if not undecided:
             return False
-        latest = self._fetches[-1] if self._fetches else self._baseline
         # Some join's use may not be counted by any fetch asked so far.
-        return any(j.hi > latest.requested for j in self._joins)
+        asked = (self._fetches[-1] if self._fetches else self._baseline).requested
+        for join in self._joins:
+            if join.hi > asked:
+                return True
+        return False
 
     def _fetch_ready_at(self) -> float:
-        return max(self._blocked_until, self._last_request + self.config.min_fetch_gap.total_seconds())
+        return max(self._blocked_until, self._last_request + self._fetch_gap)

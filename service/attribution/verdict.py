@@ -83,6 +83,7 @@ def decide(
             names = {vanity_code if label == VANITY_LABEL else label for label in labels - {NONE_LABEL}}
             candidates = tuple(sorted(name for name in names if name))
     staff_id = invite.inviter_id if invite is not None else None
+    created = account_created_at(facts.user_id)
     return JoinRecorded(
         timestamp=facts.timestamp,
         guild_id=facts.guild_id,
@@ -97,8 +98,8 @@ def decide(
         uses_before=uses[0] if invite is not None or kind is AttributionKind.VANITY else None,
         uses_after=uses[1] if invite is not None or kind is AttributionKind.VANITY else None,
         candidates=candidates,
-        flags=_flags(facts, invite, staff_id, now, young_account_days),
-        account_created_at=account_created_at(facts.user_id),
+        flags=_flags(facts, invite, staff_id, created, now, young_account_days),
+        account_created_at=created,
         decided_at=now,
     )
 
@@ -115,7 +116,12 @@ def _latest_invite(slots: list[UseSlot]) -> InviteState | None:
 
 
 def _flags(
-    facts: JoinFacts, invite: InviteState | None, staff_id: str | None, now: datetime, young_days: int
+    facts: JoinFacts,
+    invite: InviteState | None,
+    staff_id: str | None,
+    created: datetime | None,
+    now: datetime,
+    young_days: int,
 ) -> tuple[JoinFlag, ...]:
     flags: list[JoinFlag] = []
     if facts.rejoin or facts.member_flags & MEMBER_FLAG_DID_REJOIN:
@@ -124,7 +130,6 @@ def _flags(
         flags.append(JoinFlag.BOT)
     if staff_id is not None and staff_id == facts.user_id:
         flags.append(JoinFlag.SELF_INVITE)
-    created = account_created_at(facts.user_id)
     if created is not None and facts.timestamp - created < timedelta(days=young_days):
         flags.append(JoinFlag.YOUNG_ACCOUNT)
     if invite is not None and invite.expires_at is not None and invite.expires_at <= now:
