@@ -52,7 +52,7 @@ from service.attribution.diff import (
 )
 from service.attribution.effects import Effect, FetchInvites, LogRecord
 from service.attribution.problem import Join, Origin, solve
-from service.attribution.quick import decide_single_use
+from service.attribution.quick import decide_single_uses
 from service.attribution.verdict import JoinFacts
 from service.events import (
     ClockTick,
@@ -445,7 +445,7 @@ class GuildAttribution:
             self._out.append(FetchInvites(self.guild_id, self._request_id))
 
     def _decide(self, settled: int) -> None:
-        if decide_single_use(
+        if decide_single_uses(
             self._baseline,
             self._fetches[:settled],
             self._creates,
