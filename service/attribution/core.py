@@ -459,6 +459,7 @@ class GuildAttribution:
             guild_name=self.guild_name,
             config=self.config,
         ):
+            self._awaiting = None  # no slot of such a round awaits a final use count
             return  # the common round: the general path's answer without building the problem
         bounds = TimingBounds(self._latency, *self._clock.bounds())
         slots: list[UseSlot] = build_slots(

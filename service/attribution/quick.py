@@ -9,7 +9,8 @@ before and after known), and every other join waits. `decide_single_uses` gives 
 answer directly, and declines (changing nothing) whenever anything else could matter: an announced,
 deleted or vanished invite, a vanity change, blind time, a decided or restored join still in the problem,
 more or fewer candidates than uses, several ways to pair them, or a join the general path would record now
-(overdue, or one that can only have joined without an invite).
+(overdue, or one that can only have joined without an invite). Audit log final use counts and the
+waits for them concern vanished invites only, so such a round has none.
 `tests/service/test_attribution_quick.py` holds it to the general path.
 """
 

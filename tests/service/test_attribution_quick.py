@@ -18,7 +18,7 @@ import attrs
 import pytest
 
 from service.attribution.config import AttributionConfig
-from service.attribution.diff import Observation, SeenCreate, TimingBounds, build_slots
+from service.attribution.diff import FinalUses, Observation, SeenCreate, TimingBounds, build_slots
 from service.attribution.problem import Join, Origin, solve
 from service.attribution.quick import decide_single_uses, only_matching
 from service.attribution.verdict import JoinFacts
@@ -126,6 +126,7 @@ class Round:
     deletes: dict[str, float]
     blind: list[tuple[float, float]]
     joins: list[Join]
+    finals: dict[str, FinalUses]  # audit log counts: they matter only for invites that vanished
     now: float
     wait: float
     vanity_code: str | None
@@ -160,16 +161,23 @@ def random_round(rng: random.Random, noise: float = 1.0, narrow: float = 0.7) ->
     ]
     for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):  # later joins, waiting for the next fetch
         joins.append(random_join(rng, len(joins) + 1, (times[-1], times[-1] + 0.6), span, noise, narrow))
+    finals = {}
+    if odds(rng, 0.1, noise):
+        code = rng.choice(sorted(baseline.invites))
+        finals[code] = FinalUses(baseline.invites[code].uses + rng.randint(0, 1), times[-1] + 0.01)
     now = fetches[-1].answered + LATENCY + rng.uniform(0.001, 0.5)
     wait = 0.3 if odds(rng, 0.25, noise) else 60.0
-    return Round(baseline, fetches, creates, deletes, blind, joins, now, wait, vanity)
+    return Round(baseline, fetches, creates, deletes, blind, joins, finals, now, wait, vanity)
 
 
 def general_records(r: Round) -> list[JoinRecorded | None]:
     joins = r.fresh_joins()
+    bounds = TimingBounds(LATENCY, -0.01, 0.01)
     slots = build_slots(
-        r.baseline, r.fetches, r.creates, r.deletes, r.blind, TimingBounds(LATENCY, -0.01, 0.01)
+        r.baseline, r.fetches, r.creates, r.deletes, r.blind, bounds, r.finals, now=r.now, final_wait=1.0
     )
+    # The core sets nothing awaiting after a quick round: the general path must agree.
+    assert all(slot.awaiting_until is None for slot in slots)
     solve(
         joins,
         slots,
