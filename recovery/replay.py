@@ -47,6 +47,10 @@ def rebuild_from_log(
     progress = progress or NoProgress()
     total = to_lsn if to_lsn is not None else _last_lsn(wal_dir)
     parts = parallel.parallel_parts(total, parallel_from, parts)
+    if parts > 1 and to_lsn is not None and (_last_lsn(wal_dir) or 0) < to_lsn:
+        # The log ends before to_lsn: the sequential rebuild raises that with the message it always has
+        # (a part would name its own last LSN instead of to_lsn).
+        parts = 1
     progress.start("rebuilding the database from the log", total)
     try:
         if parts > 1 and total is not None:

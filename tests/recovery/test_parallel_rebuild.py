@@ -89,6 +89,8 @@ def test_progress_counts_every_record_of_every_part(tmp_path: Path):
 def test_split_cuts_the_range_into_consecutive_parts():
     assert split(10, 3) == [(1, 3), (4, 6), (7, 10)]
     assert split(2, 4) == [(1, 1), (2, 2)]
+    assert split(100, 2, head_start=10) == [(1, 55), (56, 100)]  # the parent's part starts first
+    assert split(10, 2, head_start=10) == [(1, 7), (8, 10)]  # a head start is at most a part's share
     for last, parts in ((1_000_000, 4), (999_999, 3), (7, 7)):
         ranges = split(last, parts)
         assert ranges[0][0] == 1 and ranges[-1][1] == last
@@ -126,7 +128,7 @@ def corrupt_frame_in_a_later_part(wal_dir: Path) -> None:
     victim.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", ["corrupt frame", "undecodable record"])
+@pytest.mark.parametrize("damage", ["corrupt frame", "undecodable record", "log shorter than to_lsn"])
 def test_an_error_in_a_later_part_is_the_sequential_error_and_leaves_nothing_behind(
     tmp_path: Path, damage: str
 ):
@@ -136,6 +138,8 @@ def test_an_error_in_a_later_part_is_the_sequential_error_and_leaves_nothing_beh
     if damage == "corrupt frame":
         write_varied_log(wal_dir)
         corrupt_frame_in_a_later_part(wal_dir)
+    elif damage == "log shorter than to_lsn":
+        write_varied_log(wal_dir)
     else:
         # A leave the converter refuses (no user) at LSN 800 of 900; the joins around it are fine.
         items = [convert.encode(join(n, str(n))) for n in range(900)]
@@ -144,12 +148,16 @@ def test_an_error_in_a_later_part_is_the_sequential_error_and_leaves_nothing_beh
         write_log(wal_dir, iter(items), segment_bytes=8192, batch=7)
     rebuild_from_log(wal_dir, db_dir / "db.sqlite3", to_lsn=50)  # the old database
     before = files_and_digest(db_dir)
+    to_lsn = 2_000 if damage == "log shorter than to_lsn" else None
 
-    sequential = failure(lambda: rebuild_from_log(wal_dir, db_dir / "db.sqlite3", parallel_from=10**9))
-    parallel = failure(lambda: rebuild_from_log(wal_dir, db_dir / "db.sqlite3", **PARALLEL))
+    def rebuild(**mode: int) -> int:
+        return rebuild_from_log(wal_dir, db_dir / "db.sqlite3", to_lsn=to_lsn, **mode)
+
+    sequential = failure(lambda: rebuild(parallel_from=10**9))
+    parallel = failure(lambda: rebuild(**PARALLEL))
 
     assert parallel == sequential
-    if damage == "corrupt frame":
+    if damage != "undecodable record":
         assert parallel[0] is WalCorruption
     assert files_and_digest(db_dir) == before
     assert no_child_processes()
