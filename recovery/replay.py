@@ -9,6 +9,7 @@ from pathlib import Path
 
 import apsw
 
+from recovery import parallel
 from recovery.progress import NoProgress, Progress, counted
 from service import convert, projection
 from service.records import Record
@@ -28,20 +29,42 @@ def log_records(wal_dir: Path, from_lsn: int = 1, to_lsn: int | None = None) -> 
 
 
 def rebuild_from_log(
-    wal_dir: Path, db_path: Path, *, to_lsn: int | None = None, progress: Progress | None = None
+    wal_dir: Path,
+    db_path: Path,
+    *,
+    to_lsn: int | None = None,
+    progress: Progress | None = None,
+    parallel_from: int | None = None,
+    parts: int | None = None,
 ) -> int:
     """Build the projection of the log (up to `to_lsn`) into a temporary file beside `db_path` and rename
     it over `db_path` when complete: interrupting it (Ctrl-C, kill) leaves the old database untouched and
-    only a temporary file, which the next rebuild removes. Returns the applied LSN."""
+    only a temporary file, which the next rebuild removes. Returns the applied LSN.
+
+    A log of at least `parallel_from` records (default `parallel.PARALLEL_FROM`) is rebuilt by several
+    processes when this one may use several CPUs (`recovery.parallel`), with the same result; `parts`
+    overrides how many (the tests use it to force several)."""
     progress = progress or NoProgress()
     total = to_lsn if to_lsn is not None else _last_lsn(wal_dir)
+    parts = parallel.parallel_parts(total, parallel_from, parts)
+    if parts > 1 and to_lsn is not None and (_last_lsn(wal_dir) or 0) < to_lsn:
+        # The log ends before to_lsn: the sequential rebuild raises that with the message it always has
+        # (a part would name its own last LSN instead of to_lsn).
+        parts = 1
     progress.start("rebuilding the database from the log", total)
     try:
+        if parts > 1 and total is not None:
+            try:
+                return parallel.rebuild_in_parts(
+                    wal_dir, db_path, total, to_lsn=to_lsn, parts=parts, progress=progress
+                )
+            except parallel.ErrorNotTransferred:
+                # The sequential rebuild raises the worker's error as it is (the log is read again).
+                progress.start("rebuilding the database from the log", total)
         frames = counted(iter_raw_frames(wal_dir, to_lsn=to_lsn), progress)
-        applied = projection.rebuild_from_frames(db_path, frames)
+        return projection.rebuild_from_frames(db_path, frames)
     finally:
         progress.finish()
-    return applied
 
 
 def apply_tail(

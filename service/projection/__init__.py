@@ -3,7 +3,8 @@
 - `schema`: DDL, `PRAGMA user_version` migrations, `open_database`, typed errors for files to rebuild;
 - `apply`: `apply_batch` (one transaction per batch, idempotent by LSN) and `rebuild_apply`;
 - `rebuild`: `rebuild_database` and `rebuild_from_frames`, the fast path that builds a fresh file from
-  the whole log (`frames` and `join_rows`: joins read straight from their payloads);
+  the whole log (`frames` and `join_rows`: joins decoded straight from their payloads; `parts`: the
+  same in parts loaded by several processes, see `recovery.parallel`, then merged);
 - `queries`: what staff commands, the CLI and metrics read;
 - `export`: streaming CSV and JSON Lines.
 

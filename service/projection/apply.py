@@ -187,16 +187,19 @@ def _apply_snapshot(conn: apsw.Connection, lsn: int, r: InviteSnapshotTaken) -> 
 
 def _apply_erased(conn: apsw.Connection, lsn: int, r: UserErased) -> None:
     who = (r.guild_id, r.user_id)
+    # An erasure redacts the joins before it, never a later one (a rejoin after the erasure is recorded as
+    # usual). The live applier has no later joins yet; a parallel rebuild (`parts`) copies every join in
+    # before it applies the other records, and the `lsn < ?` bounds make that give the same rows.
     conn.execute(
         "UPDATE joins SET user_id = NULL, username = ?, display_name = ?, account_created_us = NULL, "
-        "erased_lsn = ? WHERE guild_id = ? AND user_id = ?",
-        (ERASED, ERASED, lsn, *who),
+        "erased_lsn = ? WHERE guild_id = ? AND user_id = ? AND lsn < ?",
+        (ERASED, ERASED, lsn, *who, lsn),
     )
     joins_redacted = conn.changes()
     conn.execute(
         "UPDATE joins SET staff_username = ? "
-        "WHERE guild_id = ? AND staff_id = ? AND staff_username IS NOT NULL",
-        (ERASED, *who),
+        "WHERE guild_id = ? AND staff_id = ? AND staff_username IS NOT NULL AND lsn < ?",
+        (ERASED, *who, lsn),
     )
     conn.execute(
         "UPDATE snapshot_invites SET inviter_name = ? "

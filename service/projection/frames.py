@@ -18,7 +18,7 @@ import apsw
 from service import convert
 from service.projection.apply import _INSERT_JOIN, LsnGapError, _join_row, apply_entries
 from service.projection.join_rows import join_row
-from service.records import RECORD_TYPES, JoinRecorded
+from service.records import RECORD_TYPES, JoinRecorded, Record
 
 _JOIN = RECORD_TYPES[JoinRecorded]
 # Where `_join_row` puts the guild and the kind, for join_counts.
@@ -32,11 +32,15 @@ def load_frames(
     counts: Counter[tuple[str, str]],
     *,
     before_erasure: Callable[[], None] | None = None,
+    deferred: list[tuple[int, Record]] | None = None,
 ) -> int:
     """Apply `frames` ((lsn, record_type, payload, ...), in LSN order) after the applied LSN `applied`,
     inside the caller's transaction, without maintaining members (the rebuild derives them at the end).
     Frames at or below `applied` are skipped; a gap raises LsnGapError. Joins are added to `counts`
-    (guild, kind), for the caller to write once. Returns the new applied LSN."""
+    (guild, kind), for the caller to write once. Returns the new applied LSN.
+
+    With `deferred`, the other records are decoded (so a bad one raises here, in log order) and appended
+    to it instead of applied: a parallel rebuild (`parts`) applies them once every join is in."""
     rows: list[tuple[Any, ...]] = []
     for frame in frames:
         lsn = frame[0]
@@ -52,6 +56,9 @@ def load_frames(
             rows.append(join_row(lsn, payload) or _decoded_join_row(lsn, payload))
             continue
         record = convert.decode(frame[1], frame[2])
+        if deferred is not None:
+            deferred.append((lsn, record))
+            continue
         _insert_joins(conn, rows, counts)
         apply_entries(conn, [(lsn, record)], maintain_members=False, before_erasure=before_erasure)
     _insert_joins(conn, rows, counts)

@@ -1,134 +1,123 @@
-"""The joins row of a JoinRecorded WAL payload, read straight from its JSON text: the rebuild's fast path.
+"""The joins row of a JoinRecorded WAL payload, decoded by a C JSON decoder: the rebuild's fast path.
 
 A rebuild decodes a million join payloads; `json.loads` plus cattrs structuring plus building the row
-cost ~16 µs each. The payloads `service.convert.encode` writes have one fixed shape (compact JSON, keys in
-field order, times in UTC), and for that shape one regular expression yields every field as text, about
-six times cheaper. `join_row` returns exactly the tuple `apply._join_row(lsn, convert.decode(1, payload))`
-returns, or None whenever it cannot be sure of that (escapes, control characters, another key order, an
-unknown kind or flag, a time without offset...): the caller then takes the generic path, which gives
-the same row or raises the same error as the live applier would.
+cost ~16 µs each. `msgspec` decodes a payload straight into a typed struct in under a microsecond, and
+the row is built from its fields. `join_row` returns exactly the tuple `apply._join_row(lsn,
+convert.decode(1, payload))` returns, or None whenever it cannot be sure of that: the caller then takes
+the generic path, which gives the same row or raises the same error as the live applier would.
 
-Why the shortcuts are exact, for a payload the pattern matches:
+Why the result is exact when msgspec accepts a payload:
 
-- no backslash in the payload means no escapes, so every `"` delimits a string and a string's JSON text is
-  its value; no control character means `json.loads` would not refuse it either;
-- integers match JSON's grammar (no leading zeros, no fraction), so `int()` gives what `json.loads` does;
-- times go through the converter's own `datetime.fromisoformat` and the projection's microsecond formula;
-- a candidates list of plain strings is already the text `_json_list` would write for it; a flags list is
-  checked once per distinct text against what the live path writes for it.
+- the struct's types are strict (no `int` from a float, a bool or a string; no `str` from null or a
+  number; no missing or unknown key): every coercion cattrs would apply to odd input (`str(None)`,
+  `int(1.0)`, a default for a missing key) makes msgspec refuse, so odd input goes the generic way;
+- where both accept, they read the same values: same JSON grammar (no NaN, no leading zeros, no raw
+  control characters), the last of duplicate keys wins in both, escapes and surrogate pairs decode alike,
+  integers are exact at any size. What only `json.loads` accepts (a byte order mark, encoded lone
+  surrogates, UTF-16) msgspec refuses, so it goes the generic way too (the tests pin each of these);
+- times are parsed by the converter's own `datetime.fromisoformat` and turned into microseconds by the
+  projection's formula; a time without offset goes the generic way, which raises;
+- the candidates and flags texts are made by the live path's own `_json_list`, from the same strings.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from datetime import datetime
 from typing import Any
 
 import attrs
+import msgspec
 
+from service.projection.apply import _json_list
 from service.projection.schema import EPOCH, ONE_US
 from service.records import AttributionKind, JoinFlag, JoinRecorded
 
-_STR = '"([^"]*)"'
-_OPT_STR = '(?:"([^"]*)"|null)'
-_OPT_INT = "(?:(-?(?:0|[1-9][0-9]*))|null)"
-_LIST = r"(\[[^]]*\])"
-_FIELDS = (
-    ("timestamp", _STR),
-    ("guild_id", _STR),
-    ("guild_name", _STR),
-    ("user_id", _STR),
-    ("username", _STR),
-    ("display_name", _STR),
-    ("kind", _STR),
-    ("invite_code", _OPT_STR),
-    ("staff_id", _OPT_STR),
-    ("staff_username", _OPT_STR),
-    ("uses_before", _OPT_INT),
-    ("uses_after", _OPT_INT),
-    ("candidates", _LIST),
-    ("flags", _LIST),
-    ("account_created_at", _OPT_STR),
-    ("decided_at", _OPT_STR),
-)
-if tuple(name for name, _ in _FIELDS) != tuple(field.name for field in attrs.fields(JoinRecorded)):
-    raise ImportError("join_rows._FIELDS must list JoinRecorded's fields in order (the encoder's key order)")
 
-_PAYLOAD = re.compile("{" + ",".join(f'"{name}":{pattern}' for name, pattern in _FIELDS) + "}")
-_STRING_LIST = re.compile(r'\[(?:"[^"]*"(?:,"[^"]*")*)?\]')
-# Bytes json.loads would unescape or refuse inside a string; a payload with any of them takes the generic
-# path. (They are ASCII, so they never occur inside a multi-byte UTF-8 sequence.)
-_NOT_PLAIN = bytes(range(0x20)) + b"\\"
+class _Join(msgspec.Struct, forbid_unknown_fields=True):
+    """JoinRecorded's JSON, every key required (a payload lacking one takes the converter's defaults, on
+    the generic path); times as text, for the converter's own parser."""
+
+    timestamp: str
+    guild_id: str
+    guild_name: str
+    user_id: str
+    username: str
+    display_name: str
+    kind: str
+    invite_code: str | None
+    staff_id: str | None
+    staff_username: str | None
+    uses_before: int | None
+    uses_after: int | None
+    candidates: list[str]
+    flags: list[str]
+    account_created_at: str | None
+    decided_at: str | None
+
+
+if _Join.__struct_fields__ != tuple(field.name for field in attrs.fields(JoinRecorded)):
+    raise ImportError("join_rows._Join must list JoinRecorded's fields in order")
+
+_decode = msgspec.json.Decoder(_Join).decode
 _KINDS = frozenset(kind.value for kind in AttributionKind)
+_FLAGS = frozenset(flag.value for flag in JoinFlag)
 _fromisoformat = datetime.fromisoformat
 
-# The flags texts seen so far that the live path writes back unchanged (a handful of combinations).
-_plain_flags: set[str] = {"[]"}
+# The text of each flags combination seen so far (a handful): what `apply._flags_json` writes for it.
+_flags_texts: dict[tuple[str, ...], str] = {(): "[]"}
 
 
-def _flags_are_plain(text: str) -> bool:
-    if text in _plain_flags:
-        return True
-    try:
-        values = json.loads(text)
-        canonical = json.dumps([JoinFlag(value).value for value in values], separators=(",", ":"))
-    except (ValueError, TypeError):
-        return False
-    if canonical != text:
-        return False
-    if len(_plain_flags) < 1024:
-        _plain_flags.add(text)
-    return True
+def _flags_text(flags: list[str]) -> str | None:
+    key = tuple(flags)
+    text = _flags_texts.get(key)
+    if text is None:
+        if not _FLAGS.issuperset(key):
+            return None  # the converter refuses an unknown flag
+        text = _json_list(key)  # a JoinFlag's value is its text: what `_flags_json` encodes
+        if len(_flags_texts) < 1024:
+            _flags_texts[key] = text
+    return text
 
 
 def join_row(lsn: int, payload: bytes) -> tuple[Any, ...] | None:
     """The joins row (in `apply._INSERT_JOIN`'s column order) of a JoinRecorded payload, or None when the
-    payload is not in the encoder's plain shape and must be decoded the generic way."""
-    if len(payload.translate(None, _NOT_PLAIN)) != len(payload):
-        return None
+    payload must be decoded the generic way."""
     try:
-        match = _PAYLOAD.fullmatch(payload.decode())
-    except UnicodeDecodeError:
-        return None
-    if match is None:
-        return None
-    (ts, guild_id, guild_name, user_id, username, display_name, kind, invite_code, staff_id, staff_username,
-     uses_before, uses_after, candidates, flags, created, decided) = match.groups()  # fmt: skip
-    if kind not in _KINDS or not (flags == "[]" or _flags_are_plain(flags)):
-        return None
-    if candidates != "[]" and _STRING_LIST.fullmatch(candidates) is None:
-        return None
-    # The converter's datetime and `to_us`, written out (three calls fewer per join); a time the converter
-    # would refuse (no offset, not ISO 8601) goes the generic way, which raises as the live path does.
-    try:
-        at = _fromisoformat(ts)
+        j = _decode(payload)
+        at = _fromisoformat(j.timestamp)
+        created = j.account_created_at
         created_at = None if created is None else _fromisoformat(created)
+        decided = j.decided_at
         decided_at = None if decided is None else _fromisoformat(decided)
-    except ValueError:
+    except (msgspec.DecodeError, ValueError):  # ValueError: bad UTF-8, a time that is not ISO 8601
         return None
     if (
         at.tzinfo is None
-        or (created_at and created_at.tzinfo is None)
-        or (decided_at and decided_at.tzinfo is None)
+        or (created_at is not None and created_at.tzinfo is None)
+        or (decided_at is not None and decided_at.tzinfo is None)
     ):
         return None
+    kind = j.kind
+    flags = _flags_text(j.flags)
+    if kind not in _KINDS or flags is None:
+        return None
+    candidates = j.candidates
     return (
         lsn,
         (at - EPOCH) // ONE_US,
         None if created_at is None else (created_at - EPOCH) // ONE_US,
         None if decided_at is None else (decided_at - EPOCH) // ONE_US,
-        candidates,
+        _json_list(candidates) if candidates else "[]",
         flags,
-        guild_id,
-        guild_name,
-        user_id,
-        username,
-        display_name,
+        j.guild_id,
+        j.guild_name,
+        j.user_id,
+        j.username,
+        j.display_name,
         kind,
-        invite_code,
-        staff_id,
-        staff_username,
-        None if uses_before is None else int(uses_before),
-        None if uses_after is None else int(uses_after),
+        j.invite_code,
+        j.staff_id,
+        j.staff_username,
+        j.uses_before,
+        j.uses_after,
     )

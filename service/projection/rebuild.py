@@ -57,7 +57,12 @@ def _fsync_path(path: Path, *, directory: bool = False) -> None:
         os.close(fd)
 
 
-class _DeferredIndexes:
+def building_path(target: Path) -> Path:
+    """The temporary file a rebuild of `target` is built in (files beside it share this prefix)."""
+    return target.with_name(target.name + ".rebuilding")
+
+
+class DeferredIndexes:
     """The secondary indexes of the tables a rebuild loads, dropped now and created again on demand."""
 
     def __init__(self, conn: apsw.Connection) -> None:
@@ -87,7 +92,7 @@ def rebuild_database(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
 
-    def load(conn: apsw.Connection, indexes: _DeferredIndexes) -> int:
+    def load(conn: apsw.Connection, indexes: DeferredIndexes) -> int:
         applied = 0
         iterator = iter(entries)
         while batch := list(itertools.islice(iterator, batch_size)):
@@ -99,7 +104,7 @@ def rebuild_database(
                     set_applied_lsn(conn, applied)
         return applied
 
-    return _build(Path(path), load)
+    return build_database(Path(path), load)
 
 
 def rebuild_from_frames(
@@ -111,7 +116,7 @@ def rebuild_from_frames(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
 
-    def load(conn: apsw.Connection, indexes: _DeferredIndexes) -> int:
+    def load(conn: apsw.Connection, indexes: DeferredIndexes) -> int:
         counts: Counter[tuple[str, str]] = Counter()
         applied = 0
         iterator = iter(frames)
@@ -123,13 +128,13 @@ def rebuild_from_frames(
             add_join_counts(conn, counts)
         return applied
 
-    return _build(Path(path), load)
+    return build_database(Path(path), load)
 
 
-def _build(target: Path, load: Callable[[apsw.Connection, _DeferredIndexes], int]) -> int:
+def build_database(target: Path, load: Callable[[apsw.Connection, DeferredIndexes], int]) -> int:
     """Run `load` on a fresh file beside `target` set up for a bulk load, finish it (indexes, members, WAL
     mode) and rename it over `target`. Returns what `load` returns, the applied LSN."""
-    building = target.with_name(target.name + ".rebuilding")
+    building = building_path(target)
     _remove_with_side_files(building)
     conn = apsw.Connection(str(building))
     try:
@@ -144,7 +149,7 @@ def _build(target: Path, load: Callable[[apsw.Connection, _DeferredIndexes], int
         conn.pragma("mmap_size", 1 << 30)
         migrate(conn)
         with conn:
-            indexes = _DeferredIndexes(conn)
+            indexes = DeferredIndexes(conn)
         applied = load(conn, indexes)
         indexes.restore()
         with conn:

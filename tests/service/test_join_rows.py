@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -54,13 +55,11 @@ def test_the_fast_row_of_an_encoded_join_is_the_live_row(record, lsn):
     _code, payload = convert.encode(record)
     row = join_row(lsn, payload)
     expected = _join_row(lsn, record)
-    if row is None:
-        # Only escapes or control characters (which json.dumps writes as escapes) send it the generic way.
-        assert b"\\" in payload
-    else:
-        assert row == expected
-        # the same Python types, so SQLite stores the same (the kind binds as its text either way)
-        assert [type(v) for v in row] == [str if isinstance(v, str) else type(v) for v in expected]
+    # Everything the encoder writes (escapes included) is taken by the fast path.
+    assert row == expected
+    # the same Python types, so SQLite stores the same (the kind binds as its text either way)
+    assert row is not None
+    assert [type(v) for v in row] == [str if isinstance(v, str) else type(v) for v in expected]
     assert generic_row(lsn, payload) == expected
 
 
@@ -114,6 +113,11 @@ def test_the_plain_shape_is_taken():
         dumps(plain_payload(uses_before="01")),
         dumps(plain_payload(guild_id=None)),
         dumps(plain_payload()).replace(b"noah", b"no\xed\xa0\x80ah"),
+        dumps(plain_payload(username="x\ud800y"), ensure_ascii=True),  # an escaped lone surrogate
+        dumps(plain_payload()).replace(b'"kind":"exact"', b'"kind":"exact","kind":"vanity"'),  # twice
+        dumps(plain_payload(uses_after=10**30)),  # bigger than 64 bits
+        dumps(plain_payload(flags=["rejoin", "rejoin"])),
+        dumps(plain_payload()).decode().encode("utf-16"),  # json.loads detects UTF-16
     ],
 )
 def test_other_shapes_give_the_generic_row(payload):
@@ -137,3 +141,38 @@ def test_payloads_the_converter_refuses_are_left_to_it(payload):
     assert join_row(3, payload) is None
     with pytest.raises(Exception):  # noqa: B017 (whatever the converter raises, the live applier would)
         generic_row(3, payload)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(texts, inner, max_size=2),
+    max_leaves=4,
+)
+field_names = st.sampled_from([field.name for field in attrs.fields(JoinRecorded)])
+
+
+def generic_outcome(lsn: int, payload: bytes) -> tuple | type[BaseException]:
+    try:
+        return generic_row(lsn, payload)
+    except Exception as exc:  # any refusal: the fast path must refuse too
+        return type(exc)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    record=joins,
+    changes=st.dictionaries(field_names | texts, json_values, max_size=3),
+    dropped=st.sets(field_names, max_size=2),
+    ascii_only=st.booleans(),
+    spaced=st.booleans(),
+)
+def test_a_fast_row_of_any_json_is_the_generic_row(record, changes, dropped, ascii_only, spaced):
+    """Whatever the JSON (odd types, missing or unknown keys, escapes, whitespace), a fast row is only ever
+    the generic row, and a payload the converter refuses never gets one."""
+    data = {**convert.unstructure(record), **changes}
+    for name in dropped:
+        data.pop(name, None)
+    payload = dumps(data, ensure_ascii=ascii_only, separators=(", ", ": ") if spaced else (",", ":"))
+    row = join_row(5, payload)
+    if row is not None:
+        assert generic_outcome(5, payload) == row
