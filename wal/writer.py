@@ -248,7 +248,10 @@ class WalWriter:
             ) from self._failure
         self._kick()  # after queueing them all, so they share one commit when the disk is idle
         for item in pending:
-            await item.done.wait()
+            # A commit answers its records together, so most are set by the time we look; waiting on a set
+            # event would still cost a trip round the event loop per record.
+            if not item.done.is_set():
+                await item.done.wait()
         for item in pending:
             if item.error is not None:
                 error = _fresh(item.error)
