@@ -2,6 +2,8 @@
 
 - `schema`: DDL, `PRAGMA user_version` migrations, `open_database`, typed errors for files to rebuild;
 - `apply`: `apply_batch` (one transaction per batch, idempotent by LSN) and `rebuild_apply`;
+- `frames`: `apply_frames`, `apply_batch` from undecoded frames (the live applier), and the rebuild's
+  `load_frames`;
 - `rebuild`: `rebuild_database` and `rebuild_from_frames`, the fast path that builds a fresh file from
   the whole log (`frames` and `join_rows`: joins decoded straight from their payloads; `parts`: the
   same in parts loaded by several processes, see `recovery.parallel`, then merged);
@@ -17,6 +19,7 @@ from __future__ import annotations
 from service.projection.apply import LsnGapError, applied_lsn, apply_batch, rebuild_apply
 from service.projection.export import COLUMNS as EXPORT_COLUMNS
 from service.projection.export import ExportTally, export_csv, export_jsonl, unescape_csv_cell
+from service.projection.frames import apply_frames
 from service.projection.queries import (
     Erasure,
     InviteComparison,
@@ -71,6 +74,7 @@ __all__ = [
     "UserLookup",
     "applied_lsn",
     "apply_batch",
+    "apply_frames",
     "dump_tables",
     "export_csv",
     "export_jsonl",

@@ -1,9 +1,14 @@
-"""Applying the log's frames (type code and payload, not yet decoded records) in a rebuild.
+"""Applying the log's frames (type code and payload, not yet decoded records): the rebuild and the live
+applier.
 
 Joins are nearly every record of a log: their rows are read from the payload text (`join_rows`) and
 inserted with one executemany per run of consecutive joins. Every other record is decoded by the one
 converter and applied by `apply_entries`, after the joins before it are inserted, so each statement sees
-the effects of all earlier records, exactly as in the live applier.
+the effects of all earlier records, exactly as `apply_batch` on decoded records would.
+
+`apply_frames` is the live applier's transaction: the same as `apply_batch` (idempotent by LSN, members
+maintained row by row, join_counts and applied_lsn in the same transaction), from frames, so that the
+decoding runs in the applier's worker thread and never on the event loop.
 """
 
 from __future__ import annotations
@@ -16,13 +21,26 @@ from typing import Any
 import apsw
 
 from service import convert
-from service.projection.apply import _INSERT_JOIN, LsnGapError, _join_row, apply_entries
+from service.projection.apply import (
+    _INSERT_JOIN,
+    _UPSERT_MEMBER_JOINED,
+    LsnGapError,
+    _join_row,
+    add_join_counts,
+    applied_lsn,
+    apply_entries,
+    set_applied_lsn,
+)
 from service.projection.join_rows import join_row
 from service.records import RECORD_TYPES, JoinRecorded, Record
 
 _JOIN = RECORD_TYPES[JoinRecorded]
 # Where `_join_row` puts the guild and the kind, for join_counts.
 _guild_and_kind = operator.itemgetter(6, 11)
+# ... and the members upsert's parameters (guild, user, lsn), taken from the row in C.
+_member_of = operator.itemgetter(6, 8, 0)
+# A wal.LogEntry (or wal.Frame) as the (lsn, record_type, payload) that `load_frames` reads.
+_frame_tuple = operator.attrgetter("lsn", "record_type", "payload")
 
 
 def load_frames(
@@ -33,9 +51,11 @@ def load_frames(
     *,
     before_erasure: Callable[[], None] | None = None,
     deferred: list[tuple[int, Record]] | None = None,
+    maintain_members: bool = False,
 ) -> int:
     """Apply `frames` ((lsn, record_type, payload, ...), in LSN order) after the applied LSN `applied`,
-    inside the caller's transaction, without maintaining members (the rebuild derives them at the end).
+    inside the caller's transaction, without maintaining members (the rebuild derives them at the end)
+    unless `maintain_members` (the live applier's way, row by row as `apply_entries` does).
     Frames at or below `applied` are skipped; a gap raises LsnGapError. Joins are added to `counts`
     (guild, kind), for the caller to write once. Returns the new applied LSN.
 
@@ -59,9 +79,24 @@ def load_frames(
         if deferred is not None:
             deferred.append((lsn, record))
             continue
-        _insert_joins(conn, rows, counts)
-        apply_entries(conn, [(lsn, record)], maintain_members=False, before_erasure=before_erasure)
-    _insert_joins(conn, rows, counts)
+        _insert_joins(conn, rows, counts, maintain_members)
+        apply_entries(conn, [(lsn, record)], maintain_members=maintain_members, before_erasure=before_erasure)
+    _insert_joins(conn, rows, counts, maintain_members)
+    return applied
+
+
+def apply_frames(conn: apsw.Connection, frames: Sequence[Any]) -> int:
+    """`apply_batch` for frames (objects with lsn, record_type and payload, such as `wal.LogEntry`, in
+    LSN order): one transaction holds the rows, the members, join_counts and the new applied_lsn. Frames
+    at or below the applied LSN are skipped; a gap raises LsnGapError and, like a record that does not
+    decode, rolls the whole batch back. Returns the applied LSN after the batch."""
+    with conn:
+        before = applied_lsn(conn)
+        counts: Counter[tuple[str, str]] = Counter()
+        applied = load_frames(conn, list(map(_frame_tuple, frames)), before, counts, maintain_members=True)
+        if applied != before:
+            add_join_counts(conn, counts)
+            set_applied_lsn(conn, applied)
     return applied
 
 
@@ -73,9 +108,14 @@ def _decoded_join_row(lsn: int, payload: bytes) -> tuple[Any, ...]:
 
 
 def _insert_joins(
-    conn: apsw.Connection, rows: list[tuple[Any, ...]], counts: Counter[tuple[str, str]]
+    conn: apsw.Connection,
+    rows: list[tuple[Any, ...]],
+    counts: Counter[tuple[str, str]],
+    maintain_members: bool = False,
 ) -> None:
     if rows:
         conn.executemany(_INSERT_JOIN, rows)
+        if maintain_members:  # after the run's joins, before the next record: apply_entries' order
+            conn.executemany(_UPSERT_MEMBER_JOINED, list(map(_member_of, rows)))
         counts.update(map(_guild_and_kind, rows))
         rows.clear()

@@ -26,6 +26,7 @@ from service.projection import (
     ERASED,
     LsnGapError,
     apply_batch,
+    apply_frames,
     dump_tables,
     open_database,
     rebuild_apply,
@@ -45,6 +46,7 @@ from service.records import (
     StaffIbSet,
     UserErased,
 )
+from wal import LogEntry
 
 # Few ids, so that records collide: rejoins, leaves of members, erasures of someone who joined, staff
 # who are also members, snapshots replacing snapshots.
@@ -264,6 +266,13 @@ class ApplierMachine(RuleBasedStateMachine):
     def entries(self, first: int, last: int) -> list[tuple[int, Record]]:
         return [(lsn, self.log[lsn - 1]) for lsn in range(first, last + 1)]
 
+    def apply(self, live_frames: bool, entries: list[tuple[int, Record]]) -> int:
+        """Through `apply_batch` (decoded records) or the live applier's `apply_frames` (WAL entries)."""
+        if not live_frames:
+            return apply_batch(self.conn, entries)
+        frames = [LogEntry(lsn, *convert.encode(record), segment="s", offset=0) for lsn, record in entries]
+        return apply_frames(self.conn, frames)
+
     @rule(new=st.lists(records, min_size=1, max_size=6))
     def log_grows(self, new: list[Record]) -> None:
         self.log.extend(new)
@@ -273,14 +282,16 @@ class ApplierMachine(RuleBasedStateMachine):
     def apply_a_batch_that_may_replay(self, data: st.DataObject) -> None:
         first = data.draw(st.integers(1, self.applied + 1), label="first")
         last = data.draw(st.integers(max(first, self.applied), len(self.log)), label="last")
-        assert apply_batch(self.conn, self.entries(first, last)) == max(self.applied, last)
+        live = data.draw(st.booleans(), label="live_frames")
+        assert self.apply(live, self.entries(first, last)) == max(self.applied, last)
         self.applied = max(self.applied, last)
 
     @precondition(lambda self: self.applied > 0)
     @rule(data=st.data())
     def replaying_applied_records_changes_nothing(self, data: st.DataObject) -> None:
         first = data.draw(st.integers(1, self.applied), label="first")
-        assert apply_batch(self.conn, self.entries(first, self.applied)) == self.applied
+        live = data.draw(st.booleans(), label="live_frames")
+        assert self.apply(live, self.entries(first, self.applied)) == self.applied
 
     @precondition(lambda self: len(self.log) >= self.applied + 3)
     @rule(data=st.data())
@@ -289,7 +300,7 @@ class ApplierMachine(RuleBasedStateMachine):
         # The batch starts with a record that would apply, then jumps: all or nothing.
         batch = self.entries(self.applied + 1, self.applied + 1) + self.entries(first, len(self.log))
         with pytest.raises(LsnGapError) as raised:
-            apply_batch(self.conn, batch)
+            self.apply(data.draw(st.booleans(), label="live_frames"), batch)
         assert (raised.value.expected, raised.value.got) == (self.applied + 2, first)
 
     @rule()
