@@ -1,7 +1,8 @@
 """The one cattrs converter of the project: records and events to JSON-ready dicts and back.
 
 Datetimes travel as ISO 8601 strings with their UTC offset; enums as their values; tuples as lists.
-`encode` and `decode` give the WAL payload bytes for a record and its frame type code.
+`encode` and `decode` give the WAL payload bytes for a record and its frame type code. A record type may
+have a faster payload encoder (`_PAYLOAD_ENCODERS`) that gives the generic path's exact bytes or None.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 import cattrs
 
-from service.records import RECORD_TYPES, TYPE_CLASSES, Record
+from service.join_payload import join_payload
+from service.records import RECORD_TYPES, TYPE_CLASSES, JoinRecorded, Record
 
 _converter = cattrs.Converter(forbid_extra_keys=False)
 
@@ -54,11 +56,24 @@ def structure(data: Any, cls: type[Any]) -> Any:
     return _converter.structure(data, cls)
 
 
+# Hand-written encoders of the records written most (a join per member join, on the event loop): each
+# returns exactly `_generic_payload`'s bytes, or None to leave the record to it (tests/service/
+# test_join_payload.py compares them over generated records).
+_PAYLOAD_ENCODERS: dict[type, Callable[[Any], bytes | None]] = {JoinRecorded: join_payload}
+
+
+def _generic_payload(record: Record) -> bytes:
+    payload = json.dumps(_converter.unstructure(record), ensure_ascii=False, separators=(",", ":"))
+    return payload.encode("utf-8")
+
+
 def encode(record: Record) -> tuple[int, bytes]:
     """A record's WAL type code and JSON payload (compact, UTF-8, keys in field order)."""
-    code = RECORD_TYPES[type(record)]
-    payload = json.dumps(_converter.unstructure(record), ensure_ascii=False, separators=(",", ":"))
-    return code, payload.encode("utf-8")
+    cls = type(record)
+    code = RECORD_TYPES[cls]
+    fast = _PAYLOAD_ENCODERS.get(cls)
+    payload = None if fast is None else fast(record)
+    return code, _generic_payload(record) if payload is None else payload
 
 
 def decode(type_code: int, payload: bytes) -> Record:
