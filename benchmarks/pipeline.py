@@ -42,7 +42,7 @@ Fixed seeds; the sizes are printed with the figures. Everything runs in this pro
    `recovery.replay.rebuild_from_log` (`rebuild_from_frames` over `iter_raw_frames`, in parts by worker
    processes when there are several CPUs; the RESULT figure: it includes reading and decoding the log,
    the real cost), and, as the baseline, the
-   same records through the live applier's path (`apply_batch`, 2,048 records per transaction).
+   same records through the live applier's path (`apply_frames`, 2,048 records per transaction).
 3. Lookups: `lookup_user` p50/p99 on the rebuilt database (1,000,000 joins).
 4. Export: all 1,000,000 rows to CSV in a child process: seconds and peak RSS (VmHWM).
 
@@ -76,7 +76,6 @@ import attrs
 from benchmarks.projection_bench import iter_join_records, measure_export, measure_lookups
 from benchmarks.wal import machine
 from recovery.parallel import parallel_parts
-from recovery.replay import log_records
 from recovery.replay import rebuild_from_log as recovery_rebuild
 from service import convert
 from service.app import Service
@@ -86,10 +85,10 @@ from service.attribution_actor import Durable
 from service.config import load_config
 from service.events import Event, MemberInfo, MemberJoined
 from service.gateway import ScriptedGateway
-from service.projection import apply_batch, open_database
+from service.projection import apply_frames, open_database
 from service.projection.join_rows import join_row
 from service.records import JoinRecorded
-from wal import WalWriter, Watermark, iter_raw_frames
+from wal import WalWriter, Watermark, iter_frames, iter_raw_frames
 
 #: Timing knobs for an in-memory gateway (see the module docstring).
 BENCH_CORE = AttributionConfig(
@@ -556,13 +555,13 @@ APPLIER_BATCH: int = attrs.fields(Applier).batch_max.default or 2048
 
 
 def apply_live_path(wal_dir: Path, db_path: Path, batch: int = APPLIER_BATCH) -> int:
-    """The same records as the live applier applies them: `apply_batch`, one transaction per batch."""
+    """The same records as the live applier applies them: `apply_frames`, one transaction per batch."""
     conn = open_database(db_path)
     applied = 0
     try:
-        source = log_records(wal_dir)
-        while entries := list(itertools.islice(source, batch)):
-            applied = apply_batch(conn, entries)
+        source = iter_frames(wal_dir)
+        while frames := list(itertools.islice(source, batch)):
+            applied = apply_frames(conn, frames)
     finally:
         conn.close()
     return applied
@@ -647,7 +646,7 @@ def run(directory: Path, sizes: Sizes, *, log: Callable[[str], None] = print) ->
             reading = timed("read frames", lambda: read_frames(wal_dir))
             decoding = timed("read+decode", lambda: decode_log(wal_dir))
             rebuilt = timed("rebuild", lambda: rebuild_from_log(wal_dir, work / "rebuild.sqlite3"))
-            live = timed("apply_batch", lambda: apply_live_path(wal_dir, work / "live.sqlite3"))
+            live = timed("apply_frames", lambda: apply_live_path(wal_dir, work / "live.sqlite3"))
         finally:
             gc.unfreeze()
         (work / "live.sqlite3").unlink()
@@ -668,7 +667,7 @@ def run(directory: Path, sizes: Sizes, *, log: Callable[[str], None] = print) ->
         (reading, "read frames (CRC checked)"),
         (decoding, "read + join rows (join_row)"),
         (rebuilt, f"rebuild_from_log ({parallel_parts(built.records)} part(s))"),
-        (live, f"live path: apply_batch x{APPLIER_BATCH:,}"),
+        (live, f"live path: apply_frames x{APPLIER_BATCH:,}"),
     ):
         log(
             f"{label:<38}{t.records:>10,}{t.seconds:>7.1f}{t.per_second:>11,.0f}"
