@@ -262,12 +262,9 @@ class GuildAttribution:
         self.vanity_code = event.vanity_code
         now = self._now
         if event.members is not None:
-            # The open blind span this list closes: it began `latency` before the session was lost (or the
-            # log's last sight of the guild), which may be earlier than the horizon when the session drops
-            # within `latency` of the guild's first sighting.
-            blind_from = min((start for start, end in self._blind if end == math.inf), default=None)
+            blind = list(self._blind)  # as they were before this list: see `_maybe_offline_join`
             for member in sorted(event.members, key=lambda m: m.joined_at or self._now_dt):
-                self._maybe_offline_join(member, blind_from)
+                self._maybe_offline_join(member, blind)
             # The member list accounts for whoever joined while the bot was away: every join in the blind
             # span that was not seen is now an offline join, so the span's uses have joins to explain them.
             self._blind = [(start, end) for start, end in self._blind if end != math.inf]
@@ -289,19 +286,21 @@ class GuildAttribution:
         self._available = True
         self._dirty = True
 
-    def _maybe_offline_join(self, member: MemberInfo, blind_from: float | None = None) -> None:
+    def _maybe_offline_join(self, member: MemberInfo, blind: list[tuple[float, float]]) -> None:
         if member.joined_at is None or self._horizon is None:
             return
         joined = member.joined_at.timestamp()
-        # A member who joined before the horizon is not this core's to record, with one exception: a join
-        # that may lie in the blind span this list closes. Its GUILD_MEMBER_ADD may have been on its way when
-        # the guild was first seen and then lost with the session (the span starts `latency` before the
-        # loss). Skipping it would lose its record, and dropping the span would leave its invite use with
-        # no join to explain it but the seen ones: that use would be pinned on the wrong member. So it is
-        # an offline join like any other the gap hid (if it was in fact seen, it is skipped just below).
-        # Comparing on the bot's clock, as the blind span is: the latest the join can have happened.
-        in_blind = blind_from is not None and joined - self._clock.bounds()[0] >= blind_from
-        if joined <= self._horizon and not in_blind:
+        # A member who joined before the horizon is not this core's to record, unless the join may lie in
+        # a blind span. A blind span starts `latency` before the session was lost, so it can start before
+        # the horizon when the session drops soon after the guild was first seen: a join just before that
+        # sighting may have had its GUILD_MEMBER_ADD on its way, lost with the session. Skipping it here
+        # would lose its record, and since the list then drops the span, its invite use would be left to
+        # the seen joins to explain (a used-up invite pinned on a member who never used it). So it is an
+        # offline join like any other the gap hid; if its event did arrive, it is skipped just below.
+        # On the bot's clock, as the spans are: [lo, hi] is when the join can have happened.
+        low, high = self._clock.bounds()
+        lo, hi = joined - high, joined - low
+        if joined <= self._horizon and not any(lo <= end and hi >= start for start, end in blind):
             return
         if any(abs(before - joined) <= _SAME_INSTANT for before in self._joined_at.get(member.user_id, ())):
             return  # a join already seen, whatever came after it (a leave may arrive after the next rejoin)
