@@ -27,7 +27,10 @@ How a join is decided:
 
 Restarts and gateway gaps: the log's last snapshot and recent joins come in as `GuildRestored`; the time the
 bot was away is *blind* until a `GuildAvailable` brings the member list, whose members who joined since
-become offline joins, decided with the same machinery (offline_reconciled / offline_unknown).
+become offline joins, decided with the same machinery (offline_reconciled / offline_unknown). "Since" means
+after the horizon (the guild's first sighting, or the restored snapshot less `restore_margin`) or within a
+blind span, which starts `gateway_latency` before a lost session and so may start before the first sighting:
+a join whose event was lost with the session is brought back either way, never left to the seen joins.
 """
 
 from __future__ import annotations
