@@ -28,9 +28,9 @@ How a join is decided:
 Restarts and gateway gaps: the log's last snapshot and recent joins come in as `GuildRestored`; the time the
 bot was away is *blind* until a `GuildAvailable` brings the member list, whose members who joined since
 become offline joins, decided with the same machinery (offline_reconciled / offline_unknown). "Since" means
-after the horizon (the guild's first sighting, or the restored snapshot less `restore_margin`) or within a
-blind span, which starts `gateway_latency` before a lost session and so may start before the first sighting:
-a join whose event was lost with the session is brought back either way, never left to the seen joins.
+after the horizon: the guild's first sighting (or the restored snapshot less `restore_margin`), moved back to
+the start of any blind span, which begins `gateway_latency` before a lost session and so may begin before the
+first sighting. A join whose event was lost with the session is brought back, never left to the seen joins.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class GuildAttribution:
                 self._on_available(event)
             case GatewayDisconnected():
                 if not any(end == math.inf for _, end in self._blind):
-                    self._blind.append((event.at.timestamp() - self._latency, math.inf))
+                    self._go_blind(event.at.timestamp() - self._latency, math.inf)
                 self._dirty = True
             case InviteCreated():
                 self._creates.setdefault(event.invite.code, SeenCreate(event.invite, self._now))
@@ -229,7 +229,7 @@ class GuildAttribution:
         if gap_start is not None:
             # Until a member list says who joined meanwhile, the counts since then may hold unseen joins.
             self._horizon = gap_start - self.config.restore_margin.total_seconds()
-            self._blind.append((gap_start - self._latency, math.inf))
+            self._go_blind(gap_start - self._latency, math.inf)
         self._known.update(event.known_user_ids)
         for member in event.present:
             joined = member.joined_at.timestamp()
@@ -265,17 +265,16 @@ class GuildAttribution:
         self.vanity_code = event.vanity_code
         now = self._now
         if event.members is not None:
-            blind = list(self._blind)  # as they were before this list: see `_maybe_offline_join`
             for member in sorted(event.members, key=lambda m: m.joined_at or self._now_dt):
-                self._maybe_offline_join(member, blind)
-            # The member list accounts for whoever joined while the bot was away: every join in the blind
-            # span that was not seen is now an offline join, so the span's uses have joins to explain them.
+                self._maybe_offline_join(member)
+            # The member list accounts for whoever joined while the bot was away: every join in a blind span
+            # that was not seen is now an offline join (see `_go_blind`), so no use is left to the seen ones.
             self._blind = [(start, end) for start, end in self._blind if end != math.inf]
         else:
             open_span = any(end == math.inf for _, end in self._blind)
             self._blind = [(start, now if end == math.inf else end) for start, end in self._blind]
             if not open_span and self._available and self._last_gateway is not None:
-                self._blind.append((self._last_gateway - self._latency, now))  # an unannounced gap?
+                self._go_blind(self._last_gateway - self._latency, now)  # an unannounced gap?
         if event.invites is not None and event.invites_requested_at is not None and self._in_flight is None:
             requested = event.invites_requested_at.timestamp()
             latest = self._fetches[-1] if self._fetches else self._baseline
@@ -289,21 +288,25 @@ class GuildAttribution:
         self._available = True
         self._dirty = True
 
-    def _maybe_offline_join(self, member: MemberInfo, blind: list[tuple[float, float]]) -> None:
+    def _go_blind(self, start: float, end: float) -> None:
+        """From `start` to `end` (bot clock) joins may have gone unseen: their events may have been lost."""
+        self._blind.append((start, end))
+        # Every join whose event may have been lost is this core's to record, so the horizon (members who
+        # joined after it are) moves back to the span's start. It matters when a session drops within
+        # `latency` of the guild's first sighting: a join just before that sighting may have had its
+        # GUILD_MEMBER_ADD on its way, lost with the session. Left out of the member list's offline joins,
+        # it would get no record, and its invite use, once the list drops the span, would be left to the
+        # seen joins to explain (a used-up invite pinned on a member who never used it). If its event did
+        # arrive, `_maybe_offline_join` knows the join already. `joined_at` is on Discord's clock: a join
+        # at `start` on the bot's shows at `start + low` at the earliest.
+        if self._horizon is not None:
+            self._horizon = min(self._horizon, start + self._clock.bounds()[0] - _SAME_INSTANT)
+
+    def _maybe_offline_join(self, member: MemberInfo) -> None:
         if member.joined_at is None or self._horizon is None:
             return
         joined = member.joined_at.timestamp()
-        # A member who joined before the horizon is not this core's to record, unless the join may lie in
-        # a blind span. A blind span starts `latency` before the session was lost, so it can start before
-        # the horizon when the session drops soon after the guild was first seen: a join just before that
-        # sighting may have had its GUILD_MEMBER_ADD on its way, lost with the session. Skipping it here
-        # would lose its record, and since the list then drops the span, its invite use would be left to
-        # the seen joins to explain (a used-up invite pinned on a member who never used it). So it is an
-        # offline join like any other the gap hid; if its event did arrive, it is skipped just below.
-        # On the bot's clock, as the spans are: [lo, hi] is when the join can have happened.
-        low, high = self._clock.bounds()
-        lo, hi = joined - high, joined - low
-        if joined <= self._horizon and not any(lo <= end and hi >= start for start, end in blind):
+        if joined <= self._horizon:
             return
         if any(abs(before - joined) <= _SAME_INSTANT for before in self._joined_at.get(member.user_id, ())):
             return  # a join already seen, whatever came after it (a leave may arrive after the next rejoin)

@@ -61,6 +61,23 @@ def lost_join_before_the_first_sighting() -> ScriptedGuild:
     return g
 
 
+def lost_join_brought_back_by_a_later_member_list() -> ScriptedGuild:
+    # The session comes back without a member list (the blind span is closed, not accounted for); the
+    # member list of a later Ready still brings u1 back.
+    g = ScriptedGuild((invite("A", 5, staff="1"),), available=False)
+    g.join("u1", "A", delay=2.5)
+    g.run(0.2)
+    g.becomes_available()
+    g.run(0.8)
+    g.disconnect()
+    g.run(2.0)
+    g.reconnect(with_members=False)
+    g.run(30)
+    g.reconnect()
+    g.run()
+    return g
+
+
 def seen_join_before_the_first_sighting() -> ScriptedGuild:
     # As above, but u1's event arrives before the session drops: one record, not a second offline one.
     g = ScriptedGuild((invite("A", 5, staff="1"),), available=False)
@@ -102,6 +119,7 @@ CASES: list[tuple[Callable[[], ScriptedGuild], dict[str, tuple[int, str | None, 
         },
     ),
     (lost_join_before_the_first_sighting, {"u1": (1, None, {Kind.OFFLINE_UNKNOWN})}),
+    (lost_join_brought_back_by_a_later_member_list, {"u1": (1, None, {Kind.OFFLINE_UNKNOWN})}),
     (seen_join_before_the_first_sighting, {"u1": (1, None, {Kind.AMBIGUOUS})}),
     (
         member_from_before_the_blind_span,
