@@ -219,7 +219,9 @@ async def test_an_idle_writer_burns_no_cpu(tmp_path):
         for i in range(200):
             await writer.append(1, f"{i}".encode())
         before, started = _cpu_seconds(), time.monotonic()
-        await anyio.sleep(0.5)
+        await anyio.sleep(1.0)
         used, elapsed = _cpu_seconds() - before, time.monotonic() - started
         tg.cancel_scope.cancel()
-    assert used < 0.05 * elapsed, f"{used:.3f} s of CPU in {elapsed:.3f} s idle"
+    # A poller would burn most of a core; an idle writer measures 0-30 ms here (os.times ticks are 10 ms,
+    # and the test process may collect garbage meanwhile), so the bound leaves room for those and no more.
+    assert used < 0.15 * elapsed, f"{used:.3f} s of CPU in {elapsed:.3f} s idle"
