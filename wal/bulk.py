@@ -16,7 +16,7 @@ from pathlib import Path
 from crc32c import crc32c
 
 from wal.codec import FRAME_HEADER, FRAME_HEADER_SIZE, KNOWN_FLAGS, MAX_PAYLOAD_BYTES
-from wal.segment import read_frames
+from wal.segment import length_seed, read_frames
 
 #: (lsn, record_type, payload, flags, offset of the frame in its segment file)
 RawFrame = tuple[int, int, bytes, int, int]
@@ -54,9 +54,7 @@ def segment_frames(
                         break
                     seed = seeds.get(length)
                     if seed is None:
-                        seed = crc32c(view[pos : pos + 4])
-                        if len(seeds) < 65_536:
-                            seeds[length] = seed
+                        seed = length_seed(view, pos, length, seeds)
                     if crc32c(view[pos + 8 : end], seed) != crc:
                         break
                     yield lsn, record_type, data[pos + FRAME_HEADER_SIZE : end], flags, offset + pos

@@ -142,6 +142,16 @@ class SegmentScan:
     frame_error: FrameError | None  # the first undecodable frame, if any
 
 
+def length_seed(view: memoryview, pos: int, length: int, seeds: dict[int, int]) -> int:
+    """The CRC of the frame at `pos` over its 4-byte length field, remembered per length in `seeds` (up to
+    65,536 lengths, so a damaged log cannot grow it without bound). Only called on a miss: the fast frame
+    walks look `seeds` up inline."""
+    seed = crc32c(view[pos : pos + 4])
+    if len(seeds) < 65_536:
+        seeds[length] = seed
+    return seed
+
+
 def _skip_valid_frames(data: bytes, pos: int, expected_lsn: int, until_lsn: int = 0) -> tuple[int, int]:
     """Walk the frames of `data` from `pos` that are whole, checksum-valid and in LSN order; return where
     the walk stopped and the LSN expected there. No Frame objects, no payload copies: a start-up checks
@@ -169,9 +179,7 @@ def _skip_valid_frames(data: bytes, pos: int, expected_lsn: int, until_lsn: int 
                 break
             seed = seeds.get(length)
             if seed is None:
-                seed = crc32c(view[pos : pos + 4])
-                if len(seeds) < 65_536:
-                    seeds[length] = seed
+                seed = length_seed(view, pos, length, seeds)
             if crc32c(view[pos + 8 : end], seed) != crc:
                 break
             pos = end
