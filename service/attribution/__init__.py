@@ -64,10 +64,12 @@ bot is away are still members when it comes back. Before anything about a guild 
 cannot know since when that guild's joins are its to record: a crash in the very first seconds, before the
 first snapshot, can lose joins made while it was down.
 
-Inside: `core.GuildAttribution` is the per-guild state machine; `diff.py` compares fetches into use slots;
-`solver.py` finds which slots each join could fill in some assignment consistent with the counts;
-`problem.py` turns that into decisions; `verdict.py` into records; `reconcile.py` reads the log at start-up;
-`clock.py` learns the clock offset.
+Inside: `core.GuildAttribution` is the per-guild state machine, built in layers (`state.py` its fields,
+`fetching.py` the invite fetches and snapshots, `joins.py` the joins, leaves and blind spans, `rounds.py`
+the round after every event); `diff.py` compares fetches into use slots; `solver.py` finds which slots each
+join could fill in some assignment consistent with the counts; `problem.py` turns that into decisions
+(`quick.py`: the common single-use round without building the problem); `verdict.py` into records;
+`reconcile.py` reads the log at start-up; `clock.py` learns the clock offset.
 """
 
 from __future__ import annotations
