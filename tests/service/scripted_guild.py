@@ -3,7 +3,7 @@
 The test says who joins when and through which invite; Discord's side follows (uses rise, used-up invites
 vanish, INVITE_DELETE is sent); gateway events arrive after the delays the test gives, or are lost when the
 session drops or the bot stops; the core's fetches are answered with the invite list as it stands when
-Discord serves them. Discord's clock is the bot's here. The randomised simulation is benchmarks/guildsim.py.
+Discord serves them. Discord's clock is the bot's here. The randomised simulation is benchmarks/guildsim/.
 """
 
 from __future__ import annotations

@@ -1,37 +1,26 @@
-"""A simulated Discord guild that drives the attribution core as its actor would, and knows the truth.
+"""`GuildSim`: the simulated guild and Discord, driving the attribution core as its actor would.
 
-Shared by the property test (tests/service/test_attribution_property.py) and `benchmarks.attribution`.
-Discrete events on the bot's clock (seconds from `T0`); Discord's clock is off by a constant skew. The guild
-has staff-owned invites (max uses, expiry), a vanity URL, invites created and deleted by staff, members who
-join through an invite, the vanity URL or none (discovery, bots), leave, rejoin; gateway events arrive after
-a random latency; an invite deleted by hand gets its audit log entry (`InviteFinalUses`, with its final use
-count) after a latency of its own, sometimes seconds late, sometimes never (none at an invite's expiry or
-last use); invite fetches are answered after a round trip, rate-limited (429 with retry_after) or failed;
-the bot restarts (losing what it held in memory; the log survives) and loses its gateway session.
-
-What the simulated Discord does not do (the core's stated assumptions, see service/attribution/__init__.py):
-deliver a gateway event later than `gateway_latency`; run its clock further than `clock_skew` from the
-bot's; let a member who joined while the bot was away leave before the bot has recorded them; let a staff
-member delete by hand an invite one use short of its max_uses (DESIGN.md's max_uses rule cannot tell that
-from the last use; with the INVITE_DELETE in view the core narrows it to seconds); and crash the bot or
-drop its gateway session before anything about the guild is in the log.
+Discrete events on a heap, on the bot's clock: members join, leave and rejoin, staff create and delete
+invites, gateway events arrive after a latency, fetches are answered, rate-limited or failed, the bot
+restarts and loses its session. What the simulation does and does not do is in the package docstring
+(`benchmarks/guildsim/__init__.py`); the knobs are `scenario.py`'s, the scoring `outcome.py`'s.
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
 import heapq
 import math
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
 
+from benchmarks.guildsim.outcome import Outcome, TrueJoin
+from benchmarks.guildsim.scenario import DISCORD_EPOCH_MS, GUILD, T0, VANITY, Scenario
 from service.attribution import AttributionConfig, Attributor, FetchInvites, LogRecord, WakeAt, restore_events
 from service.events import (
     ClockTick,
@@ -49,48 +38,6 @@ from service.events import (
     MemberRemoved,
 )
 from service.records import InviteState, JoinRecorded, Record
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-GUILD = "900000000000000001"
-VANITY = "pipvault"
-DISCORD_EPOCH_MS = 1420070400000
-
-
-@attrs.frozen
-class Scenario:
-    """Knobs of one simulated run; everything random follows from `seed`."""
-
-    seed: int
-    join_times: tuple[float, ...]  # when members join (bot clock, seconds)
-    initial_invites: int = 6
-    staff: int = 5
-    max_uses_choices: tuple[int, ...] = (0, 0, 0, 1, 2, 5, 10)
-    expiry_choices: tuple[float | None, ...] = (None, None, 3600.0, 600.0)
-    create_every: float = 400.0  # mean seconds between invites created by staff
-    delete_every: float = 900.0  # mean seconds between invites deleted by hand
-    p_vanity: float = 0.1
-    p_discovery: float = 0.08
-    p_bot: float = 0.03
-    p_leave: float = 0.15  # a member leaves again (and may rejoin later)
-    p_duplicate: float = 0.05  # GUILD_MEMBER_ADD sent twice
-    p_young: float = 0.1
-    p_vanity_unknown: float = 0.05  # the vanity URL's uses could not be read
-    latency: tuple[float, float] = (0.05, 1.5)  # gateway delivery delay
-    skew: float = 0.4  # |Discord clock - bot clock|
-    rtt: tuple[float, float] = (0.08, 0.6)  # fetch round trip
-    route_gap: float = 0.0  # Discord answers 429 to fetches closer together than this
-    storms: tuple[tuple[float, float], ...] = ()  # windows in which every fetch gets a 429
-    p_fetch_fail: float = 0.02
-    restarts: tuple[tuple[float, float], ...] = ()  # (down at, down for)
-    gaps: tuple[tuple[float, float], ...] = ()  # gateway sessions lost: (at, for)
-    raid_invite_share: float = 0.0  # share of joins in `raid_window` that use the one raid invite
-    raid_window: tuple[float, float] = (0.0, 0.0)
-    # The audit log entry of an invite deleted by hand: its delay, how often it comes late (and how late),
-    # how often never. Drawn from a generator of its own, so the rest of a seed's guild stays the same.
-    audit_latency: tuple[float, float] = (0.1, 2.5)
-    p_audit_late: float = 0.05
-    audit_late: tuple[float, float] = (5.0, 30.0)
-    p_audit_lost: float = 0.05
 
 
 @attrs.define
@@ -114,115 +61,6 @@ class _Invite:
             expires_at=self.expires_at,
             created_at=self.created_at,
         )
-
-
-@attrs.frozen
-class TrueJoin:
-    user_id: str
-    joined_at: datetime
-    code: str | None  # None: no invite (discovery, bot); VANITY for the vanity URL
-    staff_id: str | None
-    t: float = 0.0  # when, on the bot's clock
-    bot: bool = False
-
-
-@attrs.frozen
-class Outcome:
-    truth: tuple[TrueJoin, ...]
-    joins: tuple[JoinRecorded, ...]
-    records: tuple[Record, ...]
-    core_seconds: float  # time spent inside Attributor.handle
-    served: tuple[float, ...] = ()  # when Discord counted the invites of each fetch the bot got back
-    # code -> when it left the lists: by hand or expiry (hidden), or at its last use (used_up)
-    hidden: dict[str, float] = attrs.field(factory=dict)
-    used_up: dict[str, float] = attrs.field(factory=dict)
-    audited: frozenset[str] = frozenset()  # deleted by hand, and the audit log entry reached the bot
-
-    def oracle_right(self) -> int:
-        """Staffed joins an oracle could credit from the same information, knowing exactly which fetch
-        counted which join: those whose stretch between two counts holds no other human join with another
-        source, and whose use shows in some count: the invite is still listed at the count closing the
-        stretch, or its final count reached the bot in an audit log entry (deleted by hand), or it was used
-        up by this one join (expired, deleted by hand without an entry reaching the bot, or used up by
-        several joins in one stretch: such an invite's last uses show in no count).
-        """
-        cuts = sorted(self.served)
-        groups: dict[int, list[str | None]] = {}
-        for true in self.truth:
-            if not true.bot:
-                groups.setdefault(bisect.bisect_left(cuts, true.t), []).append(true.code)
-
-        def credited(true: TrueJoin) -> bool:
-            k = bisect.bisect_left(cuts, true.t)
-            if true.staff_id is None or k == len(cuts) or set(groups[k]) != {true.code}:
-                return False
-            code = true.code or ""
-            if self.hidden.get(code, math.inf) <= cuts[k] and code not in self.audited:
-                return False
-            return self.used_up.get(code, math.inf) > cuts[k] or groups[k].count(code) == 1
-
-        return sum(1 for true in self.truth if credited(true))
-
-    def score(self) -> Score:
-        by_key: dict[tuple[str, datetime], list[JoinRecorded]] = {}
-        for record in self.joins:
-            by_key.setdefault((record.user_id, record.timestamp), []).append(record)
-        truth = {(t.user_id, t.joined_at): t for t in self.truth}
-        missing = [key for key in truth if key not in by_key]
-        repeated = [key for key, records in by_key.items() if len(records) > 1]
-        invented = [key for key in by_key if key not in truth]
-        credited = wrong = right = 0
-        for key, records in by_key.items():
-            true = truth.get(key)
-            for record in records:
-                if record.staff_id is None:
-                    continue
-                credited += 1
-                if true is None or record.staff_id != true.staff_id or record.invite_code != true.code:
-                    wrong += 1
-                else:
-                    right += 1
-        staffed = sum(1 for t in self.truth if t.staff_id is not None)
-        return Score(
-            joins=len(self.truth),
-            staffed=staffed,
-            credited=credited,
-            wrong=wrong,
-            right=right,
-            oracle=self.oracle_right(),
-            missing=len(missing),
-            repeated=len(repeated),
-            invented=len(invented),
-            kinds=Counter(str(r.kind) for r in self.joins),
-            core_seconds=self.core_seconds,
-        )
-
-
-@attrs.frozen
-class Score:
-    joins: int
-    staffed: int  # joins through an invite that has a staff member
-    credited: int  # records that credit a staff member
-    wrong: int  # ... to the wrong one (or the wrong invite)
-    right: int
-    oracle: int  # staffed joins an oracle knowing which fetch counted which join could credit
-    missing: int  # joins without a record
-    repeated: int  # joins with more than one record
-    invented: int  # records for joins that never happened
-    kinds: Counter[str]
-    core_seconds: float
-
-    @property
-    def precision(self) -> float:
-        return 1.0 if self.credited == 0 else self.right / self.credited
-
-    @property
-    def recall(self) -> float:
-        return 1.0 if self.staffed == 0 else self.right / self.staffed
-
-    @property
-    def oracle_recall(self) -> float:
-        return 1.0 if self.staffed == 0 else self.oracle / self.staffed
 
 
 class GuildSim:
@@ -575,37 +413,3 @@ def _poisson(rng: random.Random, mean_gap: float, end: float) -> list[float]:
             return times
         times.append(t)
     return times
-
-
-# ------------------------------------------------------------------ join patterns
-
-
-def spaced_joins(
-    rng: random.Random, count: int, gap: tuple[float, float] = (20.0, 120.0)
-) -> tuple[float, ...]:
-    times: list[float] = []
-    t = 5.0
-    for _ in range(count):
-        t += rng.uniform(*gap)
-        times.append(t)
-    return tuple(times)
-
-
-def burst_joins(rng: random.Random, bursts: int, size: tuple[int, int] = (2, 10)) -> tuple[float, ...]:
-    """Bursts of 2 to 10 joins within about two seconds, minutes apart."""
-    times: list[float] = []
-    t = 5.0
-    for _ in range(bursts):
-        t += rng.uniform(60, 300)
-        times.extend(t + rng.uniform(0, 2.0) for _ in range(rng.randint(*size)))
-    return tuple(sorted(times))
-
-
-def raid_joins(
-    rng: random.Random, raid_at: float, count: int = 500, length: float = 60.0
-) -> tuple[float, ...]:
-    """Organic joins around a raid of `count` joins within `length` seconds."""
-    before = spaced_joins(rng, 10, (20, 60))
-    raid = sorted(raid_at + rng.uniform(0, length) for _ in range(count))
-    after = [raid_at + length + t for t in spaced_joins(rng, 10, (20, 60))]
-    return tuple(sorted([*before, *raid, *after]))
