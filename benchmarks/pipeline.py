@@ -46,6 +46,9 @@ Fixed seeds; the sizes are printed with the figures. Everything runs in this pro
 3. Lookups: `lookup_user` p50/p99 on the rebuilt database (1,000,000 joins).
 4. Export: all 1,000,000 rows to CSV in a child process: seconds and peak RSS (VmHWM).
 
+Items 2 to 4 are measured by `benchmarks/pipeline_log.py` (`measure_log`); this module runs item 1 and
+the report.
+
 Targets: e2e ≥ 5,000 joins/s, rebuild ≥ 150,000 records/s, lookup p99 ≤ 1 ms, export of 1M rows ≤ 5 s in
 ≤ 200 MB. The last line printed is `RESULT {json}`.
 """
@@ -56,7 +59,6 @@ import argparse
 import bisect
 import csv
 import gc
-import itertools
 import json
 import os
 import random
@@ -70,25 +72,19 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.to_thread
 import attrs
 
-from benchmarks.projection_bench import iter_join_records, measure_export, measure_lookups
+from benchmarks.pipeline_log import measure_log
 from benchmarks.wal import machine
-from recovery.parallel import parallel_parts
-from recovery.replay import rebuild_from_log as recovery_rebuild
-from service import convert
 from service.app import Service
-from service.applier import Applier
 from service.attribution.config import AttributionConfig
 from service.attribution_actor import Durable
 from service.config import load_config
 from service.events import Event, MemberInfo, MemberJoined
 from service.gateway import ScriptedGateway
-from service.projection import apply_frames, open_database
-from service.projection.join_rows import join_row
+from service.projection import open_database
 from service.records import JoinRecorded
-from wal import WalWriter, Watermark, iter_frames, iter_raw_frames
+from wal import Watermark
 
 #: Timing knobs for an in-memory gateway (see the module docstring).
 BENCH_CORE = AttributionConfig(
@@ -471,102 +467,6 @@ async def run_naive(directory: Path, joins: int, guilds: int, seed: int = SEED) 
     return NaiveResult(joins, seconds, cpu, wrong, unknown)
 
 
-# --- the log: writing it, rebuilding from it ------------------------------------------------------------
-
-
-@attrs.frozen
-class LogBuild:
-    records: int
-    seconds: float
-    bytes: int
-    segments: int
-    pairs: list[tuple[str, str]]
-
-
-async def write_log(wal_dir: Path, records: int, chunk: int = 4_096) -> LogBuild:
-    """`records` synthetic joins appended with `WalWriter.append_many` (real segments, group commits)."""
-    writer = WalWriter(wal_dir)
-    pairs: set[tuple[str, str]] = set()
-    started = time.perf_counter()
-    source = iter_join_records(records, seed=SEED)
-    encode = convert.encode
-
-    def encoded_chunk() -> list[tuple[int, bytes]]:
-        out = []
-        for record in itertools.islice(source, chunk):
-            pairs.add((record.guild_id, record.user_id))
-            out.append(encode(record))
-        return out
-
-    async with anyio.create_task_group() as tg:
-        await tg.start(writer.run)
-        pending = await anyio.to_thread.run_sync(encoded_chunk)
-        while pending:
-            # Encode the next chunk (in a worker thread) while this one is written.
-            async with anyio.create_task_group() as step:
-                step.start_soon(writer.append_many, pending)
-                pending = await anyio.to_thread.run_sync(encoded_chunk)
-        tg.cancel_scope.cancel()
-    seconds = time.perf_counter() - started
-    sizes = [p.stat().st_size for p in wal_dir.iterdir() if p.is_file()]  # noqa: ASYNC240 (clock stopped)
-    return LogBuild(records, seconds, sum(sizes), len(sizes), sorted(pairs))
-
-
-@attrs.frozen
-class Timed:
-    name: str
-    records: int
-    seconds: float
-    cpu_seconds: float
-
-    @property
-    def per_second(self) -> float:
-        return self.records / self.seconds
-
-
-def timed(name: str, func: Callable[[], int]) -> Timed:
-    gc.collect()
-    started, cpu_started = time.perf_counter(), time.process_time()
-    records = func()
-    return Timed(name, records, time.perf_counter() - started, time.process_time() - cpu_started)
-
-
-def read_frames(wal_dir: Path) -> int:
-    return sum(1 for _ in iter_raw_frames(wal_dir))
-
-
-def decode_log(wal_dir: Path) -> int:
-    """Read the frames and make each join's row from its payload, as a rebuild does (the log is joins)."""
-    frames = 0
-    for lsn, _type, payload, _flags, _offset in iter_raw_frames(wal_dir):
-        join_row(lsn, payload)
-        frames += 1
-    return frames
-
-
-def rebuild_from_log(wal_dir: Path, db_path: Path) -> int:
-    # What recovery runs: a big log is rebuilt in parts by worker processes when there are several CPUs
-    # (their CPU time is not in this process's CPU seconds).
-    return recovery_rebuild(wal_dir, db_path)
-
-
-#: The live applier's largest batch (records read from the log and applied in one transaction).
-APPLIER_BATCH: int = attrs.fields(Applier).batch_max.default or 2048
-
-
-def apply_live_path(wal_dir: Path, db_path: Path, batch: int = APPLIER_BATCH) -> int:
-    """The same records as the live applier applies them: `apply_frames`, one transaction per batch."""
-    conn = open_database(db_path)
-    applied = 0
-    try:
-        source = iter_frames(wal_dir)
-        while frames := list(itertools.islice(source, batch)):
-            applied = apply_frames(conn, frames)
-    finally:
-        conn.close()
-    return applied
-
-
 # --- the run --------------------------------------------------------------------------------------------
 
 
@@ -635,62 +535,9 @@ def run(directory: Path, sizes: Sizes, *, log: Callable[[str], None] = print) ->
         "gateway → core; lag: records durable but not yet applied, and per record durable → applied)"
     )
 
-    with tempfile.TemporaryDirectory(prefix="log-", dir=directory) as tmp:
-        work = Path(tmp)
-        wal_dir = work / "wal"
-        built = anyio.run(write_log, wal_dir, sizes.log_records, backend="asyncio")
-        pairs = built.pairs
-        gc.collect()
-        gc.freeze()  # the lookup pairs are the benchmark's, not the rebuild's: keep the GC off them
-        try:
-            reading = timed("read frames", lambda: read_frames(wal_dir))
-            decoding = timed("read+decode", lambda: decode_log(wal_dir))
-            rebuilt = timed("rebuild", lambda: rebuild_from_log(wal_dir, work / "rebuild.sqlite3"))
-            live = timed("apply_frames", lambda: apply_live_path(wal_dir, work / "live.sqlite3"))
-        finally:
-            gc.unfreeze()
-        (work / "live.sqlite3").unlink()
-        db_path = work / "rebuild.sqlite3"
-        db_mb = db_path.stat().st_size / 1e6
-        lookups = measure_lookups(db_path, pairs, lookups=sizes.lookups)
-        del pairs
-        exported = measure_export(db_path, work / "joins.csv")
-
-    log("")
-    log(
-        f"log: {built.records:,} JoinRecorded records, {built.bytes / 1e6:.0f} MB in {built.segments} "
-        f"segment(s), written with append_many in {built.seconds:.1f} s (generating and encoding included); "
-        f"rebuilt database {db_mb:.0f} MB"
-    )
-    log(f"{'from the log':<38}{'records':>10}{'s':>7}{'records/s':>11}{'µs each':>9}{'CPU s':>7}")
-    for t, label in (
-        (reading, "read frames (CRC checked)"),
-        (decoding, "read + join rows (join_row)"),
-        (rebuilt, f"rebuild_from_log ({parallel_parts(built.records)} part(s))"),
-        (live, f"live path: apply_frames x{APPLIER_BATCH:,}"),
-    ):
-        log(
-            f"{label:<38}{t.records:>10,}{t.seconds:>7.1f}{t.per_second:>11,.0f}"
-            f"{t.seconds / t.records * 1e6:>9.1f}{t.cpu_seconds:>7.1f}"
-        )
-    per = 1e6 / rebuilt.records
-    parts = parallel_parts(built.records)
-    log(
-        f"rebuild per record: read {reading.seconds * per:.1f} µs + decode "
-        f"{(decoding.seconds - reading.seconds) * per:.1f} µs + apply "
-        f"{(rebuilt.seconds - decoding.seconds) * per:.1f} µs (indexes and members built at the end included)"
-        if parts == 1
-        # In parts, reading and decoding overlap across processes: only the wall time per record is real.
-        else f"rebuild per record: {rebuilt.seconds * per:.1f} µs wall in {parts} processes"
-    )
-    log(
-        f"lookup_user x{lookups.lookups:,} on {built.records:,} joins: p50 {lookups.p50_ms:.3f} ms, "
-        f"p99 {lookups.p99_ms:.3f} ms (CPU p99 {lookups.cpu_p99_ms:.3f} ms), max {lookups.max_ms:.3f} ms"
-    )
-    log(
-        f"export CSV: {exported.rows:,} rows, {exported.bytes_written / 1e6:.0f} MB in "
-        f"{exported.seconds:.2f} s (CPU {exported.cpu_seconds:.2f} s), peak RSS {exported.peak_rss_mb:.0f} MB"
-    )
+    logged = measure_log(directory, sizes.log_records, sizes.lookups, SEED, log)
+    reading, decoding, rebuilt, live = logged.reading, logged.decoding, logged.rebuilt, logged.live
+    lookups, exported = logged.lookups, logged.exported
     load_after = load_average()
     log(f"load average after: {load_after}")
 
