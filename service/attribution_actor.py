@@ -113,6 +113,9 @@ class AttributionActor:
     append_failures: int = 0  # decided records the log refused (disk full, I/O error): not acknowledged
     metrics: ServiceMetrics | None = None
     _wake_at: float = math.inf
+    # Until when the clock loop sleeps (-inf: it is not asleep); an announced wake no earlier than that
+    # need not wake it: it rechecks `_wake_at` when it wakes up anyway.
+    _asleep_until: float = -math.inf
     _gateway_in_flight: int = 0  # gateway events taken by the pump and not yet fed to the core
     _last_fed_at: datetime | None = None  # the latest stamp of a gateway event fed to the core
     # Ticks and fetch answers waiting for earlier gateway events.
@@ -153,6 +156,8 @@ class AttributionActor:
         if isinstance(event, _TIMING_EVENTS):
             if not self._caught_up(event.at):
                 self._held.append(event)
+                if len(self._held) == 1 and self._asleep_until > -math.inf:
+                    self._wake_changed.set()  # the clock loop polls while events are held: re-arm it
                 return
             await self._feed(event, lane)
             return
@@ -202,8 +207,11 @@ class AttributionActor:
             elif isinstance(effect, FetchInvites):
                 lane.fetches.submit(effect)
             elif isinstance(effect, WakeAt):
-                self._wake_at = effect.at.timestamp()
-                self._wake_changed.set()
+                self._wake_at = wake = effect.at.timestamp()
+                # The next wake moves with nearly every join; re-arming the timer each time cost a loop
+                # step per move. Only an earlier wake than the one armed needs the loop now.
+                if wake < self._asleep_until:
+                    self._wake_changed.set()
 
     async def _pump_gateway(self, inbox: MemoryObjectSendStream[Event]) -> None:
         async with inbox, self.gateway.events as events:
@@ -219,7 +227,8 @@ class AttributionActor:
         async with inbox:
             while True:
                 self._wake_changed = anyio.Event()
-                delay = self._wake_at - self.clock().timestamp()
+                now = self.clock().timestamp()
+                delay = self._wake_at - now
                 if delay <= 0:
                     self._wake_at = math.inf  # the core announces the next wake, if any
                     await inbox.send(ClockTick(self.clock()))
@@ -228,8 +237,13 @@ class AttributionActor:
                 # the next tick finds the core caught up, so poll at least this often meanwhile.
                 if self._held:
                     delay = min(delay, 0.05)
-                with anyio.move_on_after(min(delay, 3600)):
-                    await self._wake_changed.wait()
+                delay = min(delay, 3600)
+                self._asleep_until = now + delay
+                try:
+                    with anyio.move_on_after(delay):
+                        await self._wake_changed.wait()
+                finally:
+                    self._asleep_until = -math.inf
 
     async def _fetch(self, request: FetchInvites) -> Event:
         """One fetch (the fetch pool puts it under `fetch_timeout_s`), as the event to feed back."""
