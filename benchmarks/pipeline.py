@@ -257,7 +257,7 @@ def _wrong_credits(db_path: Path, truth: dict[str, str]) -> tuple[int, int]:
     """(rows, rows credited to the wrong staff member) in the projection."""
     conn = open_database(db_path, readonly=True)
     try:
-        rows = conn.execute("SELECT user_id, staff_id FROM joins").fetchall()
+        rows = conn.execute("SELECT CAST(user_id AS TEXT), CAST(staff_id AS TEXT) FROM joins").fetchall()
     finally:
         conn.close()
     wrong = sum(

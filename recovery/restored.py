@@ -37,11 +37,13 @@ import apsw
 
 from service.attribution.config import AttributionConfig as CoreConfig
 from service.events import GuildRestored
+from service.projection.ids import id_param
 from service.projection.schema import EPOCH
 from service.records import AttributionKind, InviteSnapshotTaken, InviteState, JoinFlag, JoinRecorded
 
 _JOIN_COLUMNS = (
-    "timestamp_us, guild_name, user_id, username, display_name, kind, invite_code, staff_id, "
+    "timestamp_us, guild_name, CAST(user_id AS TEXT), username, display_name, kind, invite_code, "
+    "CAST(staff_id AS TEXT), "
     "staff_username, uses_before, uses_after, candidates, flags, account_created_us, decided_us, lsn"
 )
 _US = timedelta(microseconds=1)
@@ -79,7 +81,7 @@ def _guild_ids(conn: apsw.Connection) -> list[str]:
     for sql in (
         "SELECT DISTINCT guild_id FROM join_counts",
         "SELECT guild_id FROM invite_snapshots",
-        "SELECT DISTINCT guild_id FROM leaves",
+        "SELECT DISTINCT CAST(guild_id AS TEXT) FROM leaves",  # ids as written (service.projection.ids)
         "SELECT DISTINCT guild_id FROM staff_ib",
         "SELECT DISTINCT guild_id FROM erasures",
     ):
@@ -139,7 +141,7 @@ def _recent_joins(
 ) -> list[JoinRecorded]:
     if snapshot is None:
         sql = f"SELECT {_JOIN_COLUMNS} FROM joins WHERE guild_id = ? AND user_id IS NOT NULL ORDER BY lsn"
-        return [_join(guild_id, row) for row in conn.execute(sql, (guild_id,))]
+        return [_join(guild_id, row) for row in conn.execute(sql, (id_param(guild_id),))]
     record, snap_lsn = snapshot
     since = (record.timestamp - EPOCH) // _US - margin_us
     # Two index walks (LSN range, time range) rather than one OR that would scan the guild's joins.
@@ -148,7 +150,7 @@ def _recent_joins(
         f"UNION SELECT {_JOIN_COLUMNS} FROM joins WHERE guild_id = ?1 AND timestamp_us >= ?3 "
         "AND user_id IS NOT NULL ORDER BY lsn"
     )
-    return [_join(guild_id, row) for row in conn.execute(sql, (guild_id, snap_lsn, since))]
+    return [_join(guild_id, row) for row in conn.execute(sql, (id_param(guild_id), snap_lsn, since))]
 
 
 def _rows(conn: apsw.Connection, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
@@ -170,7 +172,7 @@ def _guild_name(conn: apsw.Connection, guild_id: str, max_lsn: int | None, snaps
                 conn,
                 "SELECT guild_name, lsn FROM joins WHERE guild_id = ? AND guild_name != '' "
                 "ORDER BY lsn DESC LIMIT 1",
-                (guild_id,),
+                (id_param(guild_id),),
             )
             name, name_lsn = row[0] if row else ("", 0)
     if snapshot is not None and snapshot[0].guild_name and snapshot[1] > name_lsn:
@@ -181,27 +183,32 @@ def _guild_name(conn: apsw.Connection, guild_id: str, max_lsn: int | None, snaps
 def _guild(conn: apsw.Connection, guild_id: str, margin_us: int) -> GuildRestored:
     snapshot = _snapshot(conn, guild_id)
     recent = _recent_joins(conn, guild_id, snapshot, margin_us)
+    stored = id_param(guild_id)  # as joins and leaves hold it (service.projection.ids)
     # Each user's last join (the bare column takes its time from the row of max(lsn)), by a covering walk
     # of joins_by_user; erased join rows have no user_id and drop out, as erasure forgets in the fold.
     users = _rows(
         conn,
-        "SELECT user_id, timestamp_us, max(lsn) FROM joins WHERE guild_id = ? AND user_id IS NOT NULL "
-        "GROUP BY user_id",
-        (guild_id,),
+        "SELECT CAST(user_id AS TEXT), timestamp_us, max(lsn) FROM joins "
+        "WHERE guild_id = ? AND user_id IS NOT NULL GROUP BY user_id",
+        (stored,),
     )
     last_leave: dict[str, int] = dict(
-        _rows(conn, "SELECT user_id, max(lsn) FROM leaves WHERE guild_id = ? GROUP BY user_id", (guild_id,))
+        _rows(
+            conn,
+            "SELECT CAST(user_id AS TEXT), max(lsn) FROM leaves WHERE guild_id = ? GROUP BY user_id",
+            (stored,),
+        )
     )
     known = tuple(str(user) for user, _ts, _lsn in users)
     present = _present(users, last_leave)
     [(max_lsn, max_ts)] = _rows(
-        conn, "SELECT max(lsn), max(timestamp_us) FROM joins WHERE guild_id = ?", (guild_id,)
+        conn, "SELECT max(lsn), max(timestamp_us) FROM joins WHERE guild_id = ?", (stored,)
     )
     seen: list[int | None] = [
         max_ts,
-        _value(conn, "SELECT max(timestamp_us) FROM leaves WHERE guild_id = ?", (guild_id,)),
+        _value(conn, "SELECT max(timestamp_us) FROM leaves WHERE guild_id = ?", (stored,)),
         # Erased joins keep their times; the fold saw them before the erasure.
-        _value(conn, "SELECT max(decided_us) FROM joins WHERE guild_id = ? AND user_id IS NULL", (guild_id,)),
+        _value(conn, "SELECT max(decided_us) FROM joins WHERE guild_id = ? AND user_id IS NULL", (stored,)),
     ]
     seen += [(j.decided_at - EPOCH) // _US for j in recent if j.decided_at is not None]
     if snapshot is not None:

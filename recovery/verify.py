@@ -28,6 +28,7 @@ from service import projection
 from service.backup.restore import remote_segments
 from service.backup.targets import SEGMENTS_PREFIX, digest_file, open_target, parse_range, segment_name
 from service.config import Config
+from service.projection.ids import text_columns
 from wal import WalError, inspect_log
 
 ROWS_SHOWN = 3  # differing rows shown per table
@@ -96,9 +97,12 @@ def _columns(conn: apsw.Connection, table: str) -> tuple[list[str], list[str]]:
 
 
 def _rows(conn: apsw.Connection, table: str, names: list[str], key: list[str]) -> _Rows:
-    order = ", ".join(f'"{k}"' for k in key)
+    # Ids read (and ordered) as the text the log holds, however the schema stores them.
+    readable = dict(text_columns(conn, table))
+    order = ", ".join(readable[k] for k in key)
     index = [names.index(k) for k in key]
-    for row in conn.execute(f'SELECT * FROM "{table}" ORDER BY {order}'):
+    columns = ", ".join(readable[name] for name in names)
+    for row in conn.execute(f'SELECT {columns} FROM "{table}" ORDER BY {order}'):
         yield tuple(row[i] for i in index), tuple(row)
 
 

@@ -96,7 +96,9 @@ def check(config: Config, acked: Mapping[str, int], expected: Projection | None)
     conn = projection.open_database(config.db_path, readonly=True)
     try:
         rows: dict[str, list[int]] = {}
-        for user, lsn in conn.execute("SELECT user_id, lsn FROM joins WHERE user_id IS NOT NULL"):
+        for user, lsn in conn.execute(
+            "SELECT CAST(user_id AS TEXT), lsn FROM joins WHERE user_id IS NOT NULL"
+        ):
             rows.setdefault(user, []).append(lsn)
         live = projection.projection_digest(conn) if expected is not None else ""
     finally:

@@ -35,6 +35,7 @@ from typing import Any
 
 import apsw
 
+from service.projection.ids import STORED_IDS, id_param, stored_id_sql
 from service.projection.schema import EPOCH, ERASED, ONE_US, to_us
 from service.records import (
     InviteSnapshotTaken,
@@ -85,8 +86,8 @@ def applied_lsn(conn: apsw.Connection) -> int:
     return int(conn.execute("SELECT value FROM meta WHERE key = 'applied_lsn'").get)
 
 
-# Columns in the order `_join_row` builds them: the converted ones first, then the record's own attributes
-# fetched in one C call (this loop runs a million times in a rebuild).
+# Columns in the order `_join_row` builds them: the converted ones first, then the record's own attributes,
+# fetched in C but for the guild and staff ids, which the row holds in their stored form (`ids`).
 _JOIN_ATTRIBUTES = (
     "guild_id",
     "guild_name",
@@ -100,28 +101,41 @@ _JOIN_ATTRIBUTES = (
     "uses_before",
     "uses_after",
 )
-_join_attributes = operator.attrgetter(*_JOIN_ATTRIBUTES)
+_between_guild_and_staff = operator.attrgetter(*_JOIN_ATTRIBUTES[1:7])
+_after_staff = operator.attrgetter(*_JOIN_ATTRIBUTES[8:])
 _guild_and_kind = operator.attrgetter("guild_id", "kind")
 _record_of = operator.itemgetter(1)
 _lsn_of = operator.itemgetter(0)
+_INSERT_JOIN_COLUMNS = (
+    "lsn",
+    "timestamp_us",
+    "account_created_us",
+    "decided_us",
+    "candidates",
+    "flags",
+    *_JOIN_ATTRIBUTES,
+)
+# The row binds the guild and staff ids in their stored form (`STORED_IDS`) and the user id as its text,
+# converted here, in C (see `ids`).
 _INSERT_JOIN = (
-    "INSERT INTO joins (lsn, timestamp_us, account_created_us, decided_us, candidates, flags, "
-    + ", ".join(_JOIN_ATTRIBUTES)
-    + ") VALUES ("
-    + ", ".join("?" * (6 + len(_JOIN_ATTRIBUTES)))
+    f"INSERT INTO joins ({', '.join(_INSERT_JOIN_COLUMNS)}) VALUES ("
+    + ", ".join(
+        stored_id_sql(f"?{n}") if column == "user_id" else f"?{n}"
+        for n, column in enumerate(_INSERT_JOIN_COLUMNS, start=1)
+    )
     + ")"
 )
 
 # first_join_lsn stays once set; a rejoin only moves last_join_lsn.
-_UPSERT_MEMBER_JOINED = """INSERT INTO members (guild_id, user_id, in_guild, join_count, first_join_lsn,
-    last_join_lsn) VALUES (?, ?, 1, 1, ?3, ?3)
+_UPSERT_MEMBER_JOINED = f"""INSERT INTO members (guild_id, user_id, in_guild, join_count, first_join_lsn,
+    last_join_lsn) VALUES ({stored_id_sql("?1")}, {stored_id_sql("?2")}, 1, 1, ?3, ?3)
     ON CONFLICT (guild_id, user_id) DO UPDATE SET in_guild = 1, join_count = join_count + 1,
         first_join_lsn = coalesce(first_join_lsn, excluded.first_join_lsn),
         last_join_lsn = excluded.last_join_lsn"""
 
 # A leave of someone the ledger never saw join (they joined before the bot) still creates the member row.
-_UPSERT_MEMBER_LEFT = """INSERT INTO members (guild_id, user_id, in_guild, join_count, last_left_us,
-    last_left_lsn) VALUES (?, ?, 0, 0, ?, ?)
+_UPSERT_MEMBER_LEFT = f"""INSERT INTO members (guild_id, user_id, in_guild, join_count, last_left_us,
+    last_left_lsn) VALUES ({stored_id_sql("?1")}, {stored_id_sql("?2")}, 0, 0, ?3, ?4)
     ON CONFLICT (guild_id, user_id) DO UPDATE SET in_guild = 0, last_left_us = excluded.last_left_us,
         last_left_lsn = excluded.last_left_lsn"""
 
@@ -140,12 +154,18 @@ def _join_row(lsn: int, r: JoinRecorded) -> tuple[Any, ...]:
         None if decided is None else (decided - EPOCH) // ONE_US,
         _json_list(r.candidates) if r.candidates else "[]",
         _flags_json_cache.get(r.flags) or _flags_json(r.flags),
-        *_join_attributes(r),
+        STORED_IDS[r.guild_id],
+        *_between_guild_and_staff(r),
+        STORED_IDS[r.staff_id],
+        *_after_staff(r),
     )
 
 
 def _apply_left(conn: apsw.Connection, lsn: int, r: MemberLeft) -> None:
-    conn.execute("INSERT INTO leaves VALUES (?, ?, ?, ?)", (lsn, to_us(r.timestamp), r.guild_id, r.user_id))
+    conn.execute(
+        f"INSERT INTO leaves VALUES (?1, ?2, {stored_id_sql('?3')}, {stored_id_sql('?4')})",
+        (lsn, to_us(r.timestamp), r.guild_id, r.user_id),
+    )
 
 
 def _apply_staff_set(conn: apsw.Connection, lsn: int, r: StaffIbSet) -> None:
@@ -187,19 +207,20 @@ def _apply_snapshot(conn: apsw.Connection, lsn: int, r: InviteSnapshotTaken) -> 
 
 def _apply_erased(conn: apsw.Connection, lsn: int, r: UserErased) -> None:
     who = (r.guild_id, r.user_id)
+    stored = (id_param(r.guild_id), id_param(r.user_id))  # as joins, leaves and members hold them
     # An erasure redacts the joins before it, never a later one (a rejoin after the erasure is recorded as
     # usual). The live applier has no later joins yet; a parallel rebuild (`parts`) copies every join in
     # before it applies the other records, and the `lsn < ?` bounds make that give the same rows.
     conn.execute(
         "UPDATE joins SET user_id = NULL, username = ?, display_name = ?, account_created_us = NULL, "
         "erased_lsn = ? WHERE guild_id = ? AND user_id = ? AND lsn < ?",
-        (ERASED, ERASED, lsn, *who, lsn),
+        (ERASED, ERASED, lsn, *stored, lsn),
     )
     joins_redacted = conn.changes()
     conn.execute(
         "UPDATE joins SET staff_username = ? "
         "WHERE guild_id = ? AND staff_id = ? AND staff_username IS NOT NULL AND lsn < ?",
-        (ERASED, *who, lsn),
+        (ERASED, *stored, lsn),
     )
     conn.execute(
         "UPDATE snapshot_invites SET inviter_name = ? "
@@ -207,8 +228,8 @@ def _apply_erased(conn: apsw.Connection, lsn: int, r: UserErased) -> None:
         (ERASED, *who),
     )
     conn.execute("DELETE FROM staff_ib WHERE guild_id = ? AND staff_id = ?", who)
-    conn.execute("DELETE FROM leaves WHERE guild_id = ? AND user_id = ?", who)
-    conn.execute("DELETE FROM members WHERE guild_id = ? AND user_id = ?", who)
+    conn.execute("DELETE FROM leaves WHERE guild_id = ? AND user_id = ?", stored)
+    conn.execute("DELETE FROM members WHERE guild_id = ? AND user_id = ?", stored)
     conn.execute(
         "INSERT INTO erasures VALUES (?, ?, ?, ?, ?, ?)",
         (lsn, to_us(r.timestamp), r.guild_id, r.user_id, r.requested_by, joins_redacted),
@@ -299,7 +320,10 @@ def apply_entries(
 def add_join_counts(conn: apsw.Connection, counts: Counter[tuple[str, str]]) -> None:
     """Add joins per (guild, kind) to `join_counts`."""
     if counts:
-        conn.executemany(_ADD_JOIN_COUNT, [(guild, kind, n) for (guild, kind), n in sorted(counts.items())])
+        # A guild id may come as its stored form (from a row): join_counts keeps the text (TEXT affinity
+        # turns an integer into its text, which is the id's text, see `ids`).
+        rows = sorted((str(guild), kind, n) for (guild, kind), n in counts.items())
+        conn.executemany(_ADD_JOIN_COUNT, rows)
 
 
 # The members table as a function of joins and leaves (what the upserts above maintain row by row): an

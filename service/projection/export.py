@@ -35,6 +35,7 @@ from typing import Any
 import apsw
 
 from service.projection.apply import applied_lsn
+from service.projection.ids import id_param, id_text_sql
 from service.projection.schema import iso_sql, to_us
 
 #: Export columns, in order.
@@ -57,18 +58,18 @@ COLUMNS = (
     "lsn",
 )
 
-#: Export column -> the SQL for its raw value.
+#: Export column -> the SQL for its raw value (ids as the text written, see `ids`).
 _VALUE_SQL: dict[str, str] = {
     "timestamp": iso_sql("timestamp_us"),
-    "user_id": "user_id",
+    "user_id": id_text_sql("user_id"),
     "username": "username",
     "display_name": "display_name",
     "invite_code": "invite_code",
-    "staff_id": "staff_id",
+    "staff_id": id_text_sql("staff_id"),
     "staff_username": "staff_username",
     "uses_before": "uses_before",
     "uses_after": "uses_after",
-    "guild_id": "guild_id",
+    "guild_id": id_text_sql("guild_id"),
     "guild_name": "guild_name",
     "attribution_kind": "kind",
     "candidates": "candidates",
@@ -173,7 +174,7 @@ def _pages(
     filters: list[Any] = []
     if guild_id is not None:
         where.append("guild_id = ?")
-        filters.append(guild_id)
+        filters.append(id_param(guild_id))
     if since is not None:
         where.append("timestamp_us >= ?")
         filters.append(to_us(since))

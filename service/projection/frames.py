@@ -35,7 +35,7 @@ from service.projection.join_rows import join_row
 from service.records import RECORD_TYPES, JoinRecorded, Record
 
 _JOIN = RECORD_TYPES[JoinRecorded]
-# Where `_join_row` puts the guild and the kind, for join_counts.
+# Where `_join_row` puts the guild (in its stored form, see `ids`) and the kind, for join_counts.
 _guild_and_kind = operator.itemgetter(6, 11)
 # ... and the members upsert's parameters (guild, user, lsn), taken from the row in C.
 _member_of = operator.itemgetter(6, 8, 0)

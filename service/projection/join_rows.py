@@ -17,7 +17,8 @@ Why the result is exact when msgspec accepts a payload:
   surrogates, UTF-16) msgspec refuses, so it goes the generic way too (the tests pin each of these);
 - times are parsed by the converter's own `datetime.fromisoformat` and turned into microseconds by the
   projection's formula; a time without offset goes the generic way, which raises;
-- the candidates and flags texts are made by the live path's own `_json_list`, from the same strings.
+- the candidates and flags texts are made by the live path's own `_json_list`, from the same strings;
+- the guild and staff ids are put in their stored form by the live path's own `STORED_IDS`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import attrs
 import msgspec
 
 from service.projection.apply import _json_list
+from service.projection.ids import STORED_IDS
 from service.projection.schema import EPOCH, ONE_US
 from service.records import AttributionKind, JoinFlag, JoinRecorded
 
@@ -62,6 +64,7 @@ _decode = msgspec.json.Decoder(_Join).decode
 _KINDS = frozenset(kind.value for kind in AttributionKind)
 _FLAGS = frozenset(flag.value for flag in JoinFlag)
 _fromisoformat = datetime.fromisoformat
+_stored_ids = STORED_IDS
 
 # The text of each flags combination seen so far (a handful): what `apply._flags_json` writes for it.
 _flags_texts: dict[tuple[str, ...], str] = {(): "[]"}
@@ -109,14 +112,14 @@ def join_row(lsn: int, payload: bytes) -> tuple[Any, ...] | None:
         None if decided_at is None else (decided_at - EPOCH) // ONE_US,
         _json_list(candidates) if candidates else "[]",
         flags,
-        j.guild_id,
+        _stored_ids[j.guild_id],
         j.guild_name,
         j.user_id,
         j.username,
         j.display_name,
         kind,
         j.invite_code,
-        j.staff_id,
+        _stored_ids[j.staff_id],
         j.staff_username,
         j.uses_before,
         j.uses_after,

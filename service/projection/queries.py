@@ -17,6 +17,7 @@ import apsw
 import attrs
 
 from service.projection.apply import applied_lsn
+from service.projection.ids import id_param, text_columns
 from service.projection.schema import SCHEMA_VERSION, from_us, to_us
 from service.records import AttributionKind, JoinFlag
 
@@ -187,10 +188,11 @@ class ProjectionStats:
     joins_by_kind: Mapping[str, int]
 
 
-# The column list `_join_entry` reads, in its order.
+# The column list `_join_entry` reads, in its order; ids read as the text written (`ids`).
 _JOIN_COLUMNS = (
-    "lsn, timestamp_us, guild_id, guild_name, user_id, username, display_name, kind, invite_code, staff_id, "
-    "staff_username, uses_before, uses_after, candidates, flags, account_created_us, decided_us, erased_lsn"
+    "lsn, timestamp_us, CAST(guild_id AS TEXT), guild_name, CAST(user_id AS TEXT), username, display_name, "
+    "kind, invite_code, CAST(staff_id AS TEXT), staff_username, uses_before, uses_after, candidates, flags, "
+    "account_created_us, decided_us, erased_lsn"
 )
 
 
@@ -234,24 +236,25 @@ def lookup_user(
     conn: apsw.Connection, guild_id: str, user_id: str, *, segment_of: Callable[[int], str] | None = None
 ) -> UserLookup:
     """A member's latest join, full join/leave history, and the credited staff member's current IB profile."""
+    stored = (id_param(guild_id), id_param(user_id))  # as joins, leaves and members hold them
     with conn:
         joins = [
             _join_entry(row)
             for row in conn.execute(
                 f"SELECT {_JOIN_COLUMNS} FROM joins WHERE guild_id = ? AND user_id = ? "
                 "ORDER BY timestamp_us, lsn",
-                (guild_id, user_id),
+                stored,
             )
         ]
         leaves = _rows(
             conn,
             "SELECT lsn, timestamp_us FROM leaves WHERE guild_id = ? AND user_id = ?",
-            (guild_id, user_id),
+            stored,
         )
         member_row = conn.execute(
             "SELECT in_guild, join_count, first_join_lsn, last_join_lsn, last_left_us, last_left_lsn "
             "FROM members WHERE guild_id = ? AND user_id = ?",
-            (guild_id, user_id),
+            stored,
         ).fetchone()
         erasures = tuple(
             Erasure(row[0], from_us(row[1]), row[2], row[3], row[4], row[5])
@@ -320,11 +323,11 @@ def join_logs(
     if not 1 <= limit <= 1000:
         raise ValueError(f"limit must be between 1 and 1000, not {limit}")
     where = ["guild_id = ?"]
-    params: list[Any] = [guild_id]
+    params: list[Any] = [id_param(guild_id)]
     for column, value in (("user_id", user_id), ("invite_code", invite_code), ("staff_id", staff_id)):
         if value is not None:
             where.append(f"{column} = ?")
-            params.append(value)
+            params.append(value if column == "invite_code" else id_param(value))
     if since is not None:
         where.append("timestamp_us >= ?")
         params.append(to_us(since))
@@ -362,7 +365,7 @@ def invite_comparison(
                 conn,
                 "SELECT invite_code, count(*) FROM joins WHERE guild_id = ? AND invite_code IS NOT NULL "
                 "GROUP BY invite_code",
-                (guild_id,),
+                (id_param(guild_id),),
             )
         )
         # The snapshot knows each listed code's inviter, even of codes nobody joined through yet.
@@ -380,9 +383,9 @@ def invite_comparison(
         for code in sorted(set(ledger) - set(inviters)):
             credited = _rows(
                 conn,
-                "SELECT staff_id, staff_username FROM joins WHERE guild_id = ? AND invite_code = ? "
-                "AND staff_id IS NOT NULL ORDER BY timestamp_us DESC, lsn DESC LIMIT 1",
-                (guild_id, code),
+                "SELECT CAST(staff_id AS TEXT), staff_username FROM joins WHERE guild_id = ? "
+                "AND invite_code = ? AND staff_id IS NOT NULL ORDER BY timestamp_us DESC, lsn DESC LIMIT 1",
+                (id_param(guild_id), code),
             )
             if credited:
                 inviters[code] = credited[0]
@@ -428,7 +431,7 @@ def staff_counts(
     if period not in _PERIOD_SQL:
         raise ValueError(f"period must be day, week or month, not {period!r}")
     where = ["j.guild_id = ?", "j.staff_id IS NOT NULL"]
-    params: list[Any] = [guild_id]
+    params: list[Any] = [id_param(guild_id)]
     if since is not None:
         where.append("j.timestamp_us >= ?")
         params.append(to_us(since))
@@ -437,12 +440,12 @@ def staff_counts(
         params.append(to_us(until))
     period_sql = _PERIOD_SQL[period].replace("timestamp_us", "j.timestamp_us")
     sql = f"""
-        SELECT {period_sql} AS period, j.staff_id, j.staff_username, max(j.lsn), count(*),
+        SELECT {period_sql} AS period, CAST(j.staff_id AS TEXT), j.staff_username, max(j.lsn), count(*),
             count(DISTINCT j.user_id), count(DISTINCT CASE WHEN m.in_guild THEN j.user_id END)
         FROM joins AS j LEFT JOIN members AS m ON m.guild_id = j.guild_id AND m.user_id = j.user_id
         WHERE {" AND ".join(where)}
         GROUP BY period, j.staff_id
-        ORDER BY period, count(*) DESC, j.staff_id"""
+        ORDER BY period, count(*) DESC, CAST(j.staff_id AS TEXT)"""
     with conn:
         rows = _rows(conn, sql, params)
     return tuple(
@@ -505,10 +508,11 @@ def stats(conn: apsw.Connection) -> ProjectionStats:
     return result
 
 
-def _table_order(conn: apsw.Connection, table: str) -> str:
+def _table_key(conn: apsw.Connection, table: str) -> list[str]:
+    """The primary key's columns in key order (every column when there is none)."""
     info = _rows(conn, f'PRAGMA table_info("{table}")')  # cid, name, type, notnull, dflt_value, pk
-    key = [f'"{name}"' for _cid, name, *_rest, pk in sorted(info, key=lambda col: col[5]) if pk]
-    return ", ".join(key or [f'"{col[1]}"' for col in info])
+    key = [str(name) for _cid, name, *_rest, pk in sorted(info, key=lambda col: col[5]) if pk]
+    return key or [str(col[1]) for col in info]
 
 
 def dump_tables(conn: apsw.Connection) -> Iterator[tuple[str, tuple[Any, ...]]]:
@@ -527,7 +531,12 @@ def dump_tables(conn: apsw.Connection) -> Iterator[tuple[str, tuple[Any, ...]]]:
             )
         ]
         for table in tables:
-            for row in conn.execute(f'SELECT * FROM "{table}" ORDER BY {_table_order(conn, table)}'):
+            # Ids as the text written, ordered as text: the dump (and the digest) of a projection does not
+            # depend on how its schema version stores ids.
+            readable = dict(text_columns(conn, table))
+            columns = ", ".join(readable.values())
+            order = ", ".join(readable[name] for name in _table_key(conn, table))
+            for row in conn.execute(f'SELECT {columns} FROM "{table}" ORDER BY {order}'):
                 yield table, tuple(row)
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import apsw
 import attrs
 
+from service.projection.ids import ID_COLUMNS, stored_id_sql
+
 #: PRAGMA application_id of every projection database ("ILED"): tells our file from another SQLite file.
 APPLICATION_ID = 0x494C4544
 
@@ -192,8 +194,89 @@ _V1 = Migration(
     ),
 )
 
+
+def _retyped(table: str, create: str, columns: str, indexes: tuple[str, ...]) -> tuple[str, ...]:
+    """Statements replacing `table` by the table `create` makes (named `<table>_v2`, the same columns in
+    the same order, its ids untyped), its rows copied with their ids in the stored form of `ids`."""
+    copied = ", ".join(stored_id_sql(c) if c in ID_COLUMNS[table] else c for c in columns.split(", "))
+    return (
+        create,
+        f"INSERT INTO {table}_v2 ({columns}) SELECT {copied} FROM {table}",
+        f"DROP TABLE {table}",  # and its indexes
+        f"ALTER TABLE {table}_v2 RENAME TO {table}",
+        *indexes,
+    )
+
+
+_V2 = Migration(
+    version=2,
+    why="Discord ids in joins, leaves and members stored as integers when they are one (projection.ids)",
+    statements=(
+        # The id columns have no declared type on purpose: BLOB affinity stores a value as bound (see ids).
+        *_retyped(
+            "joins",
+            """CREATE TABLE joins_v2 (
+            lsn INTEGER PRIMARY KEY,
+            timestamp_us INTEGER NOT NULL,
+            guild_id NOT NULL,
+            guild_name TEXT NOT NULL,
+            user_id,
+            username TEXT NOT NULL,
+            display_name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            invite_code TEXT,
+            staff_id,
+            staff_username TEXT,
+            uses_before INTEGER,
+            uses_after INTEGER,
+            candidates TEXT NOT NULL,
+            flags TEXT NOT NULL,
+            account_created_us INTEGER,
+            decided_us INTEGER,
+            erased_lsn INTEGER
+        )""",
+            "lsn, timestamp_us, guild_id, guild_name, user_id, username, display_name, kind, invite_code, "
+            "staff_id, staff_username, uses_before, uses_after, candidates, flags, account_created_us, "
+            "decided_us, erased_lsn",
+            # The same indexes as version 1.
+            (
+                "CREATE INDEX joins_by_user ON joins (guild_id, user_id, timestamp_us)",
+                "CREATE INDEX joins_by_time ON joins (guild_id, timestamp_us)",
+                "CREATE INDEX joins_by_code ON joins (guild_id, invite_code, timestamp_us) "
+                "WHERE invite_code IS NOT NULL",
+                "CREATE INDEX joins_by_staff ON joins (guild_id, staff_id, timestamp_us) "
+                "WHERE staff_id IS NOT NULL",
+            ),
+        ),
+        *_retyped(
+            "leaves",
+            "CREATE TABLE leaves_v2 (lsn INTEGER PRIMARY KEY, timestamp_us INTEGER NOT NULL, "
+            "guild_id NOT NULL, user_id NOT NULL)",
+            "lsn, timestamp_us, guild_id, user_id",
+            ("CREATE INDEX leaves_by_user ON leaves (guild_id, user_id)",),
+        ),
+        *_retyped(
+            "members",
+            """CREATE TABLE members_v2 (
+            guild_id NOT NULL,
+            user_id NOT NULL,
+            in_guild INTEGER NOT NULL,
+            join_count INTEGER NOT NULL,
+            first_join_lsn INTEGER,
+            last_join_lsn INTEGER,
+            last_left_us INTEGER,
+            last_left_lsn INTEGER,
+            PRIMARY KEY (guild_id, user_id)
+        ) WITHOUT ROWID""",
+            "guild_id, user_id, in_guild, join_count, first_join_lsn, last_join_lsn, last_left_us, "
+            "last_left_lsn",
+            (),
+        ),
+    ),
+)
+
 #: Every migration in order; `MIGRATIONS[i].version == i + 1`. Append only, never edit a released one.
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -66,14 +66,15 @@ TEXT_COLUMNS = (
 def hostile_join(name: str, i: int) -> JoinRecorded:
     return JoinRecorded(
         timestamp=T0 + timedelta(seconds=i, microseconds=i * 7),
-        guild_id="g",
+        guild_id="g" if i % 2 else "811111111111111111",
         guild_name=name,
-        user_id=f"u{i}",
+        # a snowflake (stored as an integer), a leading zero and a sign (kept as text), a plain text
+        user_id=(f"{10**18 + i}", f"0{i}", f"-{i + 1}", f"u{i}")[i % 4],
         username=name,
         display_name=name[::-1],
         kind=AttributionKind.EXACT,
         invite_code=name or None,
-        staff_id="s1",
+        staff_id="900000000000000009" if i % 3 else "s1",
         staff_username=name,
         uses_before=-2 if i % 2 else i,  # a negative number must stay a number
         uses_after=i + 1,

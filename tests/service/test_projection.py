@@ -103,12 +103,14 @@ def test_an_older_database_is_migrated_step_by_step_and_then_refused_by_older_co
     path = tmp_path / "p.sqlite3"
     conn = open_database(path)
     apply_batch(conn, numbered(join("u1")))
-    v2 = Migration(2, "a column a later version needs", ("ALTER TABLE joins ADD COLUMN note TEXT",))
-    assert migrate(conn, (*MIGRATIONS, v2)) == 2
-    assert conn.pragma("user_version") == 2
+    later = Migration(
+        SCHEMA_VERSION + 1, "a column a later version needs", ("ALTER TABLE joins ADD COLUMN note TEXT",)
+    )
+    assert migrate(conn, (*MIGRATIONS, later)) == SCHEMA_VERSION + 1
+    assert conn.pragma("user_version") == SCHEMA_VERSION + 1
     assert rows(conn, "SELECT user_id, note FROM joins") == [("u1", None)]  # rows kept, column added
     conn.close()
-    with pytest.raises(SchemaTooNewError):  # this code only knows version 1: recovery rebuilds
+    with pytest.raises(SchemaTooNewError):  # this code does not know the later version: recovery rebuilds
         open_database(path)
     with pytest.raises(ProjectionSchemaError):
         open_read_connection(path)

@@ -50,9 +50,10 @@ from wal import LogEntry
 
 # Few ids, so that records collide: rejoins, leaves of members, erasures of someone who joined, staff
 # who are also members, snapshots replacing snapshots.
-GUILDS = ("g1", "g2")
-USERS = ("u1", "u2", "u3", "s1")  # s1 is a staff member who also joins
-STAFF = ("s1", "s2")
+# Snowflakes (stored as integers) beside texts that must stay text (see service.projection.ids).
+GUILDS = ("g1", "811111111111111111")
+USERS = ("u1", "1000000001180865442", "007", "900000000000000009")  # the last is staff who also joins
+STAFF = ("900000000000000009", "s2")
 CODES = ("abc", "def", "vanity")
 
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=10)  # no lone surrogates: not UTF-8
