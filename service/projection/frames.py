@@ -13,9 +13,11 @@ decoding runs in the applier's worker thread and never on the event loop.
 
 from __future__ import annotations
 
+import gc
 import operator
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import apsw
@@ -41,6 +43,20 @@ _guild_and_kind = operator.itemgetter(6, 11)
 _member_of = operator.itemgetter(6, 8, 0)
 # A wal.LogEntry (or wal.Frame) as the (lsn, record_type, payload) that `load_frames` reads.
 _frame_tuple = operator.attrgetter("lsn", "record_type", "payload")
+
+
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused: loading a million records allocates tens of millions of
+    tuples, strings and structs, none of which form cycles, and the collector would walk them hundreds of
+    times for nothing (measured: 0.5-0.7 µs of a load's ~7 µs per join)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def load_frames(

@@ -31,7 +31,7 @@ import apsw
 import attrs
 
 from service.projection.apply import add_join_counts, apply_entries, set_applied_lsn
-from service.projection.frames import load_frames
+from service.projection.frames import load_frames, no_cyclic_gc
 from service.projection.schema import migrate
 from service.records import Record
 
@@ -72,11 +72,12 @@ def load_part(
     deferred: list[tuple[int, Record]] = []
     applied = first_lsn - 1
     iterator = iter(frames)
-    while batch := list(itertools.islice(iterator, batch_size)):
-        with conn:
-            applied = load_frames(conn, batch, applied, counts, deferred=deferred)
-        if report is not None:
-            report(len(batch))
+    with no_cyclic_gc():
+        while batch := list(itertools.islice(iterator, batch_size)):
+            with conn:
+                applied = load_frames(conn, batch, applied, counts, deferred=deferred)
+            if report is not None:
+                report(len(batch))
     return PartResult(applied, deferred, counts)
 
 

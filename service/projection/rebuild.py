@@ -41,7 +41,7 @@ from service.projection.apply import (
     derive_members,
     set_applied_lsn,
 )
-from service.projection.frames import load_frames
+from service.projection.frames import load_frames, no_cyclic_gc
 from service.projection.schema import migrate
 from service.records import Record
 
@@ -156,10 +156,11 @@ def rebuild_from_frames(
         counts: Counter[tuple[str, str]] = Counter()
         applied = 0
         iterator = iter(frames)
-        while batch := list(itertools.islice(iterator, batch_size)):
-            with conn:
-                applied = load_frames(conn, batch, applied, counts, before_erasure=indexes.restore)
-                set_applied_lsn(conn, applied)
+        with no_cyclic_gc():
+            while batch := list(itertools.islice(iterator, batch_size)):
+                with conn:
+                    applied = load_frames(conn, batch, applied, counts, before_erasure=indexes.restore)
+                    set_applied_lsn(conn, applied)
         with conn:
             add_join_counts(conn, counts)
         return applied
