@@ -18,7 +18,7 @@ from recovery.replay import database_digest, projection_digest_of_log
 from recovery.startup import StartupRefused, read_last_recovery, recover
 from service import convert
 from service.projection import apply_batch, open_database, rebuild_database
-from service.projection.schema import SCHEMA_VERSION
+from service.projection.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from tests.recovery.records import varied_records, write_records
 from tests.recovery.support import make_config
 from wal import WalWriter, list_segments
@@ -79,6 +79,7 @@ def test_a_database_behind_the_log_gets_the_tail_applied(data, tmp_path: Path) -
         ("truncated", "unreadable"),
         ("empty", "empty"),
         ("newer_schema", "schema"),
+        ("older_schema", "schema"),
         ("foreign", "unreadable"),
         ("ahead", "ahead"),
     ],
@@ -101,6 +102,14 @@ def test_campaign_5_a_database_lost_or_damaged_while_stopped_is_rebuilt(
     elif damage == "newer_schema":
         conn = open_database(db)
         conn.pragma("user_version", SCHEMA_VERSION + 1)
+        conn.close()
+    elif damage == "older_schema":  # version 1 kept ids as text: the database is rebuilt, not migrated
+        import apsw
+
+        db.unlink()
+        conn = apsw.Connection(str(db))
+        migrate(conn, MIGRATIONS[:1])
+        apply_batch(conn, list(enumerate(records, start=1)))
         conn.close()
     elif damage == "foreign":
         import apsw
