@@ -78,6 +78,7 @@ _VALUE_SQL: dict[str, str] = {
     "lsn": "lsn",
 }
 _INTEGER_COLUMNS = frozenset({"uses_before", "uses_after", "lsn"})
+_ID_COLUMNS = frozenset({"user_id", "staff_id", "guild_id"})  # named as the joins columns
 _JSON_COLUMNS = frozenset({"candidates", "flags"})  # stored as JSON text; JSONL embeds them as arrays
 
 #: First characters that make a spreadsheet evaluate a cell; `'` itself so that unescaping is exact.
@@ -100,6 +101,18 @@ def _csv_cell_sql(column: str) -> str:
     value = _VALUE_SQL[column]
     if column in _UNGUARDED_COLUMNS:
         return f"coalesce({value}, '')"
+    if column in _ID_COLUMNS:
+        # An id stored as an integer (see `ids`) reads as digits, after a '-' (a trigger) when negative:
+        # its cell needs no text casts; any other id is text, guarded as such.
+        return (
+            f"(CASE WHEN typeof({column}) = 'integer' THEN "
+            f"(CASE WHEN {column} < 0 THEN '''' || {column} ELSE CAST({column} AS TEXT) END) "
+            f"ELSE {_guarded_text_sql(column)} END)"
+        )
+    return _guarded_text_sql(value)
+
+
+def _guarded_text_sql(value: str) -> str:
     trigger = f"{value} < 'A' AND unicode({value}) IN ({_TRIGGER_CODES})"
     return f"coalesce(CASE WHEN {trigger} THEN '''' || {value} ELSE {value} END, '')"
 
