@@ -42,9 +42,10 @@ from wal import iter_raw_frames
 #: Logs shorter than this are rebuilt in one process: starting workers costs ~0.3 s, which only pays
 #: off over a few hundred thousand records.
 PARALLEL_FROM = 200_000
-#: How many more records the parent's part holds than a worker's: a worker starts 0.2-0.35 s later (a
-#: new interpreter, its imports; measured), in which the parent loads about this many.
-HEAD_START = 30_000
+#: How many more records the parent's part holds than a worker's: a worker starts 0.25-0.45 s later (a
+#: new interpreter, its imports and the parent's main module's; measured), in which the parent loads
+#: about this many at ~7 µs per record. With 30,000 the parent still waited 0.2-0.5 s for the worker.
+HEAD_START = 45_000
 #: More parts than this gain little: the parent's merge and index builds are sequential.
 MAX_PARTS = 4
 
