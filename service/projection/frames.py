@@ -34,6 +34,7 @@ from service.projection.apply import (
     set_applied_lsn,
 )
 from service.projection.join_rows import join_row
+from service.projection.json_batch import insert_joins, rows_json
 from service.records import RECORD_TYPES, JoinRecorded, Record
 
 _JOIN = RECORD_TYPES[JoinRecorded]
@@ -130,8 +131,12 @@ def _insert_joins(
     maintain_members: bool = False,
 ) -> None:
     if rows:
-        conn.executemany(_INSERT_JOIN, rows)
-        if maintain_members:  # after the run's joins, before the next record: apply_entries' order
-            conn.executemany(_UPSERT_MEMBER_JOINED, list(map(_member_of, rows)))
+        text = rows_json(rows)
+        if text is not None:  # one bind and one step for the run (see json_batch)
+            insert_joins(conn, text, members=maintain_members)
+        else:
+            conn.executemany(_INSERT_JOIN, rows)
+            if maintain_members:  # after the run's joins, before the next record: apply_entries' order
+                conn.executemany(_UPSERT_MEMBER_JOINED, list(map(_member_of, rows)))
         counts.update(map(_guild_and_kind, rows))
         rows.clear()
