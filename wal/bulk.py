@@ -78,3 +78,34 @@ def _needs_more(data: bytes, expected_lsn: int) -> bool:
     lsn: int
     length, _crc, lsn, _type, _flags = FRAME_HEADER.unpack_from(data)
     return lsn == expected_lsn and length <= MAX_PAYLOAD_BYTES and FRAME_HEADER_SIZE + length > len(data)
+
+
+def leading_frames(
+    data: bytes, *, offset: int, expected_lsn: int, upto: int, limit: int, seeds: dict[int, int]
+) -> list[RawFrame]:
+    """The whole, checksum-valid frames at the start of `data` (read from a segment at `offset`, a frame
+    boundary), in LSN order from `expected_lsn`, through LSN `upto`, at most `limit`: the tail follower's
+    fast path. It stops, without raising, at the first frame it cannot vouch for; the caller's decoder
+    goes on from there and says what that frame is (not written yet, torn, damaged)."""
+    unpack = FRAME_HEADER.unpack_from
+    unknown_flags = ~KNOWN_FLAGS
+    frames: list[RawFrame] = []
+    pos, size = 0, len(data)
+    view = memoryview(data)
+    try:
+        while len(frames) < limit and expected_lsn <= upto and pos + FRAME_HEADER_SIZE <= size:
+            length, crc, lsn, record_type, flags = unpack(data, pos)
+            end = pos + FRAME_HEADER_SIZE + length
+            if lsn != expected_lsn or length > MAX_PAYLOAD_BYTES or end > size or flags & unknown_flags:
+                break
+            seed = seeds.get(length)
+            if seed is None:
+                seed = length_seed(view, pos, length, seeds)
+            if crc32c(view[pos + 8 : end], seed) != crc:
+                break
+            frames.append((lsn, record_type, data[pos + FRAME_HEADER_SIZE : end], flags, offset + pos))
+            pos = end
+            expected_lsn += 1
+    finally:
+        view.release()
+    return frames

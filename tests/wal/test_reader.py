@@ -109,3 +109,40 @@ async def test_follow_never_hands_out_bytes_beyond_the_durable_lsn(tmp_path):
         await eventually(lambda: len(batches) >= 2)
         tg.cancel_scope.cancel()
     assert batches == [[record(1)], [record(2), record(3)]]
+
+
+@pytest.mark.parametrize("chunk", [40, 97, 1 << 20])
+def test_the_followers_fast_walk_hands_out_what_the_decoder_would(tmp_path, monkeypatch, chunk):
+    """Any start, any batch limit, chunks that cut frames anywhere: the same entries as `iter_frames`."""
+    import wal.reader
+
+    monkeypatch.setattr(wal.reader, "_READ_CHUNK", chunk)
+    wal_dir = tmp_path / "wal"
+    write_log(wal_dir, [[record(i) * (i % 5 + 1), record(i + 1)] for i in range(1, 60, 2)], segment_bytes=700)
+    every = entries(wal_dir)
+    for start in (1, 2, 17, 60):
+        for limit in (1, 3, 1000):
+            cursor = wal.reader._FollowCursor(wal_dir, start)
+            got = []
+            while batch := cursor.read(60, limit):
+                assert len(batch) <= limit
+                got.extend(batch)
+            assert got == [e for e in every if e.lsn >= start]
+
+
+def test_the_followers_fast_walk_names_damage_as_the_decoder_does(tmp_path):
+    import wal.reader
+
+    wal_dir = tmp_path / "wal"
+    write_log(wal_dir, [[record(i)] for i in range(1, 11)])
+    [path] = segment_files(wal_dir)
+    sixth = entries(wal_dir)[5]
+    data = bytearray(path.read_bytes())
+    data[sixth.offset + FRAME_HEADER_SIZE + 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    cursor = wal.reader._FollowCursor(wal_dir, 1)
+    assert [e.lsn for e in cursor.read(4, 100)] == [1, 2, 3, 4]
+    assert [e.lsn for e in cursor.read(5, 100)] == [5]  # the damage lies beyond what is durable: wait
+    with pytest.raises(WalCorruption) as info:
+        cursor.read(10, 100)
+    assert (info.value.offset, info.value.lsn) == (sixth.offset, 6)
