@@ -142,7 +142,8 @@ _UPSERT_MEMBER_LEFT = f"""INSERT INTO members (guild_id, user_id, in_guild, join
 
 # The (guild, kind, joins) rows come as one JSON array: one bind and one step for a batch's few hundred
 # guilds instead of four calls each (each call into SQLite gives the GIL away; see `json_batch`).
-_encode_json = msgspec.json.Encoder().encode
+#: JSON for the one-step statements (here and in json_batch): msgspec, in C.
+encode_json = msgspec.json.Encoder().encode
 _ADD_JOIN_COUNTS = """INSERT INTO join_counts (guild_id, kind, joins)
     SELECT value->>0, value->>1, value->>2 FROM json_each(?1) WHERE true
     ON CONFLICT (guild_id, kind) DO UPDATE SET joins = joins + excluded.joins"""
@@ -328,7 +329,7 @@ def add_join_counts(conn: apsw.Connection, counts: Counter[tuple[str, str]]) -> 
         # A guild id may come as its stored form (from a row): join_counts keeps the text (TEXT affinity
         # turns an integer into its text, which is the id's text, see `ids`).
         rows = sorted((str(guild), str(kind), n) for (guild, kind), n in counts.items())
-        conn.execute(_ADD_JOIN_COUNTS, (_encode_json(rows).decode(),))
+        conn.execute(_ADD_JOIN_COUNTS, (encode_json(rows).decode(),))
 
 
 # The members table as a function of joins and leaves (what the upserts above maintain row by row): an

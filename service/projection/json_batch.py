@@ -21,12 +21,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import apsw
-import msgspec
 
-from service.projection.apply import _INSERT_JOIN_COLUMNS
+from service.projection.apply import _INSERT_JOIN_COLUMNS, encode_json
 from service.projection.ids import stored_id_sql
 
-_encode = msgspec.json.Encoder().encode
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 #: Where the row (`apply._INSERT_JOIN_COLUMNS` order) holds integers that came from a payload unbounded.
 _USES = (_INSERT_JOIN_COLUMNS.index("uses_before"), _INSERT_JOIN_COLUMNS.index("uses_after"))
@@ -60,7 +58,7 @@ def rows_json(rows: Sequence[Sequence[Any]]) -> str | None:
     if uses and (min(uses) < _INT64_MIN or max(uses) > _INT64_MAX):
         return None
     try:
-        return _encode(rows).decode()
+        return encode_json(rows).decode()
     except (UnicodeEncodeError, TypeError, OverflowError):
         return None
 
