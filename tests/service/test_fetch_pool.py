@@ -100,3 +100,35 @@ async def test_slow_fetches_within_the_timeout_are_answered() -> None:
             assert answered(await receive.receive()) == rid
             await anyio.wait_all_tasks_blocked()
         pool.close()
+
+
+async def test_a_hung_fetch_is_cut_off_never_before_its_timeout_and_a_slow_one_is_answered() -> None:
+    # The watchdog looks every quarter of the timeout; fetches start at every phase of its period.
+    timeout = 0.2
+    started: dict[int, float] = {}
+
+    async def fetch(request: FetchInvites) -> Event:
+        started[request.request_id] = anyio.current_time()
+        if request.request_id % 2:
+            await anyio.sleep(timeout * 0.7)  # within the timeout: answered
+        else:
+            await anyio.sleep_forever()  # hung: cut off
+        return answer(request)
+
+    send, receive = anyio.create_memory_object_stream[Event](16)
+    async with anyio.create_task_group() as tg, send, receive:
+        pool = FetchPool(fetch, timed_out, timeout, tg, send)
+        for rid in range(1, 9):
+            await anyio.sleep(timeout / 7)  # a different phase each time
+            pool.submit(FetchInvites(f"g{rid}", rid))
+            with anyio.fail_after(5):
+                event = await receive.receive()
+            assert event.request_id == rid
+            elapsed = anyio.current_time() - started[rid]
+            if rid % 2:
+                assert isinstance(event, InvitesFetched)
+            else:
+                assert isinstance(event, FetchFailed)
+                assert elapsed >= timeout
+        await anyio.wait_all_tasks_blocked()
+        pool.close()  # the watchdog ends too, so the task group can exit
