@@ -38,6 +38,7 @@ import msgspec
 
 from service.projection.ids import STORED_IDS, id_param, stored_id_sql
 from service.projection.schema import EPOCH, ERASED, ONE_US, to_us
+from service.projection.transaction import write_transaction
 from service.records import (
     InviteSnapshotTaken,
     JoinFlag,
@@ -366,7 +367,7 @@ def apply_batch(conn: apsw.Connection, entries: Sequence[tuple[int, Record]]) ->
     without a gap, else `LsnGapError` is raised and nothing of the batch is applied. Returns the applied
     LSN after the batch.
     """
-    with conn:
+    with write_transaction(conn):  # its COMMIT lets the event loop run meanwhile
         applied = applied_lsn(conn)
         todo = continue_from(entries, applied)
         if not todo:

@@ -35,6 +35,7 @@ from service.projection.apply import (
 )
 from service.projection.join_rows import join_row
 from service.projection.json_batch import insert_joins, rows_json
+from service.projection.transaction import write_transaction
 from service.records import RECORD_TYPES, JoinRecorded, Record
 
 _JOIN = RECORD_TYPES[JoinRecorded]
@@ -107,7 +108,7 @@ def apply_frames(conn: apsw.Connection, frames: Sequence[Any]) -> int:
     LSN order): one transaction holds the rows, the members, join_counts and the new applied_lsn. Frames
     at or below the applied LSN are skipped; a gap raises LsnGapError and, like a record that does not
     decode, rolls the whole batch back. Returns the applied LSN after the batch."""
-    with conn:
+    with write_transaction(conn):  # its COMMIT lets the event loop run meanwhile
         before = applied_lsn(conn)
         counts: Counter[tuple[str, str]] = Counter()
         applied = load_frames(conn, list(map(_frame_tuple, frames)), before, counts, maintain_members=True)

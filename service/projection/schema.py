@@ -322,9 +322,10 @@ def migrate(conn: apsw.Connection, migrations: Sequence[Migration] = MIGRATIONS,
 def open_database(path: str | os.PathLike[str], *, readonly: bool = False) -> apsw.Connection:
     """Open (creating and migrating when writable) the projection database at `path`.
 
-    The writer connection uses WAL journal mode and synchronous=NORMAL, and starts its transactions with
-    BEGIN IMMEDIATE so a batch never fails half-way on a lock upgrade. A read-only connection (for queries
-    and exports) never migrates: it raises if the file is missing, foreign or of another version.
+    The writer connection uses WAL journal mode and synchronous=NORMAL; the applier's batches start with
+    BEGIN IMMEDIATE (`transaction.write_transaction`) so a batch never fails half-way on a lock upgrade.
+    A read-only connection (for queries and exports) never migrates: it raises if the file is missing,
+    foreign or of another version.
 
     Raises `SchemaTooNewError` or `NotAProjectionError` (both `ProjectionSchemaError`) when the file must be
     rebuilt rather than opened.
