@@ -55,7 +55,7 @@ def decide(
     not `final` (a final join that is not told apart is recorded as ambiguous, never guessed)."""
     slots = list(possible)
     labels = {slot.label for slot in slots}
-    told = told_apart(slots)
+    told = len(labels) == 1 and ANY_LABEL not in labels  # told_apart(slots), without a second set
     if not told and not final:
         return None
     code: str | None = None
@@ -67,13 +67,13 @@ def decide(
         kind, code = AttributionKind.VANITY, vanity_code
     elif told:
         code = slots[0].label
-        invite = _latest_invite(slots)
-        kinds = {slot.kind for slot in slots}
+        invite = slots[0].invite if len(slots) == 1 else _latest_invite(slots)
+        # `all(... is ...)` rather than a set of kinds: an Enum member's hash is a Python-level call.
         if facts.offline:
             kind = AttributionKind.OFFLINE_RECONCILED
-        elif kinds == {SlotKind.NEW}:
+        elif all(slot.kind is SlotKind.NEW for slot in slots):
             kind = AttributionKind.NEW_INVITE
-        elif kinds == {SlotKind.MAX}:
+        elif all(slot.kind is SlotKind.MAX for slot in slots):
             kind = AttributionKind.MAX_USES
         else:
             kind = AttributionKind.EXACT
