@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -10,7 +11,7 @@ import anyio
 import pytest
 
 from recovery.replay import database_digest, log_records, projection_digest_of_log
-from service.app import Service
+from service.app import GIL_SWITCH_INTERVAL_S, Service
 from service.attribution.config import AttributionConfig
 from service.config import load_config
 from service.gateway import ScriptedGateway
@@ -190,3 +191,16 @@ async def test_the_active_segments_prefix_is_shipped_off_box_before_it_is_sealed
     assert restored
     records = list(log_records(tmp_path / "restored"))
     assert [lsn for lsn, _ in records] == list(range(1, durable + 1))
+
+
+async def test_the_service_shortens_the_gil_switch_interval_while_it_runs_and_restores_it(
+    tmp_path: Path,
+) -> None:
+    before = sys.getswitchinterval()
+    assert before > GIL_SWITCH_INTERVAL_S  # Python's default, 5 ms
+    service = Service.build(make_config(tmp_path), ScriptedGateway(), core=FAST)
+    async with anyio.create_task_group() as tg:
+        await tg.start(service.run)
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+        service.stop()
+    assert sys.getswitchinterval() == before
