@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -31,17 +30,11 @@ from service.gateway import GatewayPort
 from service.health import DISCORD, RECOVERY, HealthServer, Readiness
 from service.ledger import Ledger
 from service.metrics import ServiceMetrics
+from service.runtime import service_runtime
 from wal import RecoveryReport
 
 log = logging.getLogger(__name__)
 
-#: How long a thread may keep the GIL while another one waits for it (Python's default is 5 ms). The
-#: applier, the log follower and the queries run in worker threads that give the GIL away at every SQLite
-#: call and must get it back from a busy event loop, each time waiting up to this long. Measured in the
-#: pipeline benchmark's load (50,000 joins, two alternations): at 5 ms the applier ended 15,000-18,000
-#: records behind (p99) and 0.7-0.8 s after the last join was durable; at 1 ms 5,000-9,000 and 0.1-0.3 s,
-#: with the event loop's own rate unchanged.
-GIL_SWITCH_INTERVAL_S = 0.001
 
 #: A front runner: runs the Discord side (or a script) until cancelled; calls started() once connected.
 FrontRunner = Callable[..., Coroutine[Any, Any, Any]]
@@ -107,12 +100,10 @@ class Service:
         self._stop.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        previous = sys.getswitchinterval()
-        sys.setswitchinterval(min(previous, GIL_SWITCH_INTERVAL_S))
         try:
-            await self._run(task_status)
+            with service_runtime():  # GIL switch interval and GC threshold: see service/runtime.py
+                await self._run(task_status)
         finally:
-            sys.setswitchinterval(previous)
             self.stopped.set()
 
     async def _run(self, task_status: TaskStatus[None]) -> None:

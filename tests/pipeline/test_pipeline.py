@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from datetime import timedelta
 from functools import partial
@@ -11,11 +12,12 @@ import anyio
 import pytest
 
 from recovery.replay import database_digest, log_records, projection_digest_of_log
-from service.app import GIL_SWITCH_INTERVAL_S, Service
+from service.app import Service
 from service.attribution.config import AttributionConfig
 from service.config import load_config
 from service.gateway import ScriptedGateway
 from service.records import AttributionKind
+from service.runtime import GC_YOUNG_THRESHOLD, GIL_SWITCH_INTERVAL_S
 
 pytestmark = pytest.mark.anyio
 
@@ -193,14 +195,14 @@ async def test_the_active_segments_prefix_is_shipped_off_box_before_it_is_sealed
     assert [lsn for lsn, _ in records] == list(range(1, durable + 1))
 
 
-async def test_the_service_shortens_the_gil_switch_interval_while_it_runs_and_restores_it(
-    tmp_path: Path,
-) -> None:
-    before = sys.getswitchinterval()
-    assert before > GIL_SWITCH_INTERVAL_S  # Python's default, 5 ms
+async def test_the_service_tunes_the_gil_and_the_gc_while_it_runs_and_restores_both(tmp_path: Path) -> None:
+    interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
+    assert interval > GIL_SWITCH_INTERVAL_S and thresholds[0] < GC_YOUNG_THRESHOLD  # Python's defaults
     service = Service.build(make_config(tmp_path), ScriptedGateway(), core=FAST)
     async with anyio.create_task_group() as tg:
         await tg.start(service.run)
         assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *thresholds[1:])
         service.stop()
-    assert sys.getswitchinterval() == before
+    assert sys.getswitchinterval() == interval
+    assert gc.get_threshold() == thresholds
