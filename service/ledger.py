@@ -15,6 +15,7 @@ import bisect
 import logging
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -168,9 +169,13 @@ class Ledger:
         return lsns
 
     def _count_joins(self, records: Sequence[Record], lsns: Sequence[int]) -> None:
+        # Tallied per kind first: the counter checks its labels on every call, ~2 µs, once per join.
+        kinds: Counter[str] = Counter()
         for record, lsn in zip(records, lsns, strict=False):
             if lsn and isinstance(record, JoinRecorded):
-                self.metrics.joins_total.inc(kind=record.kind)
+                kinds[record.kind] += 1
+        for kind, count in kinds.items():
+            self.metrics.joins_total.inc(count, kind=kind)
 
     async def set_staff_ib(
         self, guild_id: str, staff_id: str, staff_username: str, ib_link: str, ib_code: str, set_by: str
