@@ -113,21 +113,9 @@ class DeferredIndexes:
     def restore(self) -> None:
         if self._definitions:
             self._flush()
-            # CREATE INDEX sorts every row; SQLite's sorter can use helper threads (none by default).
-            # One per CPU: on the 2-vCPU benchmark machine the joins indexes of 1M rows took 1.5 s
-            # instead of 2.3 s (4 threads: 1.7 s).
-            self._conn.pragma("threads", _sorter_threads())
         for sql in self._definitions:
             self._conn.execute(sql)
         self._definitions = []
-
-
-def _sorter_threads() -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return min(cpus, 8) if cpus > 1 else 0
 
 
 def rebuild_database(
