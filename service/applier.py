@@ -12,14 +12,16 @@ event loop, which the attribution actor and the WAL writer share.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import attrs
 from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
 
 from service.projection import applied_lsn, apply_frames, open_database
-from wal import Watermark, follow
+from wal import LogEntry, Watermark, follow
 
 
 @attrs.define(eq=False)
@@ -35,13 +37,27 @@ class Applier:
         try:
             start = await anyio.to_thread.run_sync(applied_lsn, conn)
             self.applied.advance(start)
-            task_status.started()
-            async for frames in follow(self.wal_dir, start + 1, self.durable, batch_max=self.batch_max):
-                # A shielded apply: cancellation mid-transaction would leave the worker thread running
-                # while we close the connection under it.
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(apply_frames, conn, frames)
-                self.applied.advance(frames[-1].lsn)
+            # The next batch is read while this one is applied: both run in worker threads and mostly wait
+            # (for the disk, for SQLite, for the GIL a busy event loop holds), so overlapping them keeps
+            # the projection closer behind the log. One batch read ahead at most: memory stays bounded.
+            batches, to_apply = anyio.create_memory_object_stream[Sequence[LogEntry]](1)
+            async with anyio.create_task_group() as tg, to_apply:
+                tg.start_soon(self._read, start + 1, batches)
+                task_status.started()
+                async for frames in to_apply:
+                    # A shielded apply: cancellation mid-transaction would leave the worker thread running
+                    # while we close the connection under it.
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(apply_frames, conn, frames)
+                    self.applied.advance(frames[-1].lsn)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(conn.close)
+
+    async def _read(self, from_lsn: int, batches: MemoryObjectSendStream[Sequence[LogEntry]]) -> None:
+        async with batches:
+            async for frames in follow(self.wal_dir, from_lsn, self.durable, batch_max=self.batch_max):
+                try:
+                    await batches.send(frames)
+                except anyio.BrokenResourceError:
+                    return  # the applying side failed and closed: its error is the one to report
