@@ -45,6 +45,9 @@ def segment_frames(
             pos, size = 0, len(data)
             view = memoryview(data)
             try:
+                # The same walk as `leading_frames`, written out here on purpose: calling it per chunk and
+                # yielding from its list measured ~10 % slower reading (a rebuild reads a million frames).
+                # A change to which frames are taken must be made in both.
                 while pos + FRAME_HEADER_SIZE <= size:
                     length, crc, lsn, record_type, flags = unpack(data, pos)
                     end = pos + FRAME_HEADER_SIZE + length
