@@ -50,6 +50,10 @@ from service.records import (
     UserErased,
 )
 
+#: Joins per (guild id, kind) in a batch, for `join_counts`. The guild id comes as the record has it (text)
+#: or in its stored form from a row (an INTEGER when the text is exactly one's, see `ids`).
+JoinCounts = Counter[tuple[int | str, str]]
+
 
 class LsnGapError(Exception):
     """The batch does not continue the applied prefix of the log: a record is missing before it."""
@@ -294,7 +298,7 @@ def apply_entries(
     back before the first erasure needs them.
     """
     joins: list[tuple[int, JoinRecorded]] = []  # the current run of consecutive joins
-    counts: Counter[tuple[str, str]] = Counter()
+    counts: JoinCounts = Counter()
 
     def flush_joins() -> None:
         if not joins:
@@ -324,7 +328,7 @@ def apply_entries(
     add_join_counts(conn, counts)
 
 
-def add_join_counts(conn: apsw.Connection, counts: Counter[tuple[str, str]]) -> None:
+def add_join_counts(conn: apsw.Connection, counts: JoinCounts) -> None:
     """Add joins per (guild, kind) to `join_counts`."""
     if counts:
         # A guild id may come as its stored form (from a row): join_counts keeps the text (TEXT affinity

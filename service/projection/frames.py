@@ -26,6 +26,7 @@ from service import convert
 from service.projection.apply import (
     _INSERT_JOIN,
     _UPSERT_MEMBER_JOINED,
+    JoinCounts,
     LsnGapError,
     _join_row,
     add_join_counts,
@@ -65,7 +66,7 @@ def load_frames(
     conn: apsw.Connection,
     frames: Sequence[Sequence[Any]],
     applied: int,
-    counts: Counter[tuple[str, str]],
+    counts: JoinCounts,
     *,
     before_erasure: Callable[[], None] | None = None,
     deferred: list[tuple[int, Record]] | None = None,
@@ -110,7 +111,7 @@ def apply_frames(conn: apsw.Connection, frames: Sequence[Any]) -> int:
     decode, rolls the whole batch back. Returns the applied LSN after the batch."""
     with write_transaction(conn):  # its COMMIT lets the event loop run meanwhile
         before = applied_lsn(conn)
-        counts: Counter[tuple[str, str]] = Counter()
+        counts: JoinCounts = Counter()
         applied = load_frames(conn, list(map(_frame_tuple, frames)), before, counts, maintain_members=True)
         if applied != before:
             add_join_counts(conn, counts)
@@ -128,7 +129,7 @@ def _decoded_join_row(lsn: int, payload: bytes) -> tuple[Any, ...]:
 def _insert_joins(
     conn: apsw.Connection,
     rows: list[tuple[Any, ...]],
-    counts: Counter[tuple[str, str]],
+    counts: JoinCounts,
     maintain_members: bool = False,
 ) -> None:
     if rows:

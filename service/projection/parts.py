@@ -30,7 +30,7 @@ from typing import Any
 import apsw
 import attrs
 
-from service.projection.apply import add_join_counts, apply_entries, set_applied_lsn
+from service.projection.apply import JoinCounts, add_join_counts, apply_entries, set_applied_lsn
 from service.projection.frames import load_frames, no_cyclic_gc
 from service.projection.schema import migrate
 from service.records import Record
@@ -43,7 +43,7 @@ class PartResult:
 
     applied: int
     deferred: list[tuple[int, Record]]
-    counts: Counter[tuple[str, str]]
+    counts: JoinCounts
 
 
 @functools.cache
@@ -68,7 +68,7 @@ def load_part(
     """Insert the joins of `frames` (a part of the log starting at `first_lsn`, gap-free) into `conn`'s
     joins table, in transactions of `batch_size` frames, and keep the other records for the merge.
     `report` is told how many frames each transaction took."""
-    counts: Counter[tuple[str, str]] = Counter()
+    counts: JoinCounts = Counter()
     deferred: list[tuple[int, Record]] = []
     applied = first_lsn - 1
     iterator = iter(frames)
@@ -123,7 +123,7 @@ def merge_parts(
     # The erasures' updates look joins up by user and by staff: the indexes first.
     restore_indexes()
     results = [first, *(result for _path, result in parts)]
-    counts: Counter[tuple[str, str]] = Counter()
+    counts: JoinCounts = Counter()
     for result in results:
         counts.update(result.counts)
     applied = results[-1].applied

@@ -35,6 +35,7 @@ from typing import Any
 import apsw
 
 from service.projection.apply import (
+    JoinCounts,
     add_join_counts,
     apply_entries,
     continue_from,
@@ -153,7 +154,7 @@ def rebuild_from_frames(
         raise ValueError("batch_size must be at least 1")
 
     def load(conn: apsw.Connection, indexes: DeferredIndexes) -> int:
-        counts: Counter[tuple[str, str]] = Counter()
+        counts: JoinCounts = Counter()
         applied = 0
         iterator = iter(frames)
         with no_cyclic_gc():
