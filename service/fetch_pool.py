@@ -58,6 +58,7 @@ class FetchPool:
     _fetchers: list[_Fetcher] = attrs.field(factory=list)
     _tick: int = 0
     _watchdog: anyio.CancelScope | None = None
+    _closed: bool = False
 
     def submit(self, request: FetchInvites) -> None:
         if self._idle:
@@ -73,10 +74,15 @@ class FetchPool:
         self.tg.start_soon(self._run_fetcher, fetcher, request, self.inbox.clone())
 
     def close(self) -> None:
-        """Let idle fetchers and the watchdog end (busy fetchers end after their fetch)."""
+        """Let the fetchers end: idle ones now, busy ones once their fetch is answered or cut off. The
+        watchdog ends with the last of them, so a fetch that hangs still ends within its timeout."""
+        self._closed = True
         while self._idle:
             self._idle.pop().wake.set()
-        if self._watchdog is not None:
+        self._end_watchdog_when_done()
+
+    def _end_watchdog_when_done(self) -> None:
+        if self._closed and not self._fetchers and self._watchdog is not None:
             self._watchdog.cancel()
 
     async def _watch(self, scope: anyio.CancelScope) -> None:
@@ -97,6 +103,7 @@ class FetchPool:
                     request = await self._serve(fetcher, request, inbox)
         finally:
             self._fetchers.remove(fetcher)
+            self._end_watchdog_when_done()
 
     async def _serve(
         self, fetcher: _Fetcher, request: FetchInvites | None, inbox: MemoryObjectSendStream[Event]
@@ -122,6 +129,8 @@ class FetchPool:
         return await self._next(fetcher)
 
     async def _next(self, fetcher: _Fetcher) -> FetchInvites | None:
+        if self._closed:
+            return None  # a fetch that was busy at close(): nothing more will come
         fetcher.wake = wake = anyio.Event()
         fetcher.request = None
         self._idle.append(fetcher)

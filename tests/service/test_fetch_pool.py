@@ -132,3 +132,27 @@ async def test_a_hung_fetch_is_cut_off_never_before_its_timeout_and_a_slow_one_i
                 assert elapsed >= timeout
         await anyio.wait_all_tasks_blocked()
         pool.close()  # the watchdog ends too, so the task group can exit
+
+
+async def test_after_close_a_busy_fetch_is_still_answered_or_cut_off_and_then_everything_ends() -> None:
+    release = anyio.Event()
+
+    async def fetch(request: FetchInvites) -> Event:
+        if request.request_id == 1:
+            await release.wait()  # slow, but answered
+        else:
+            await anyio.sleep_forever()  # hangs: only the watchdog ends it
+        return answer(request)
+
+    send, receive = anyio.create_memory_object_stream[Event](16)
+    with anyio.fail_after(5):  # the task group exits: no fetcher and no watchdog left behind
+        async with anyio.create_task_group() as tg, send, receive:
+            pool = FetchPool(fetch, timed_out, 0.2, tg, send)
+            pool.submit(FetchInvites("g1", 1))
+            pool.submit(FetchInvites("g2", 2))
+            pool.submit(FetchInvites("g3", 3))
+            await anyio.wait_all_tasks_blocked()
+            pool.close()
+            release.set()
+            got = {(await receive.receive()).request_id for _ in range(3)}
+            assert got == {1, 2, 3}
