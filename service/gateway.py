@@ -79,7 +79,8 @@ class _Invite:
     inviter_name: str
     uses: int = 0
     max_uses: int = 0
-    _state: InviteState | None = None  # the last snapshot handed out, reused while `uses` is the same
+    # The last snapshot handed out, reused while `uses` is the same (a cache: not part of the value).
+    _state: InviteState | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def state(self) -> InviteState:
         # A fetch lists every invite of the guild and a join changes one: reusing the unchanged ones'
