@@ -46,8 +46,9 @@ Fixed seeds; the sizes are printed with the figures. Everything runs in this pro
 3. Lookups: `lookup_user` p50/p99 on the rebuilt database (1,000,000 joins).
 4. Export: all 1,000,000 rows to CSV in a child process: seconds and peak RSS (VmHWM).
 
-Items 2 to 4 are measured by `benchmarks/pipeline_log.py` (`measure_log`); this module runs item 1 and
-the report.
+Items 2 to 4 are measured by `benchmarks/pipeline_log.py` (`measure_log`), the naive baseline by
+`benchmarks/pipeline_naive.py`, both on the scripted world of `benchmarks/pipeline_world.py`; this module
+runs item 1 and the report.
 
 Targets: e2e ≥ 5,000 joins/s, rebuild ≥ 150,000 records/s, lookup p99 ≤ 1 ms, export of 1M rows ≤ 5 s in
 ≤ 200 MB. The last line printed is `RESULT {json}`.
@@ -57,13 +58,10 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import csv
 import gc
 import json
 import os
-import random
 import shutil
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -75,28 +73,25 @@ import anyio
 import attrs
 
 from benchmarks.pipeline_log import measure_log
+from benchmarks.pipeline_naive import run_naive
+from benchmarks.pipeline_world import (
+    BENCH_CORE,
+    GATEWAY_BUFFER,
+    INBOX_SIZE,
+    SEED,
+    STAFF_PER_GUILD,
+    build_world,
+    plan_joins,
+)
 from benchmarks.wal import machine
 from service.app import Service
-from service.attribution.config import AttributionConfig
 from service.attribution_actor import Durable
 from service.config import load_config
-from service.events import Event, MemberInfo, MemberJoined
+from service.events import Event, MemberJoined
 from service.gateway import ScriptedGateway
 from service.projection import open_database
 from service.records import JoinRecorded
 from wal import Watermark
-
-#: Timing knobs for an in-memory gateway (see the module docstring).
-BENCH_CORE = AttributionConfig(
-    gateway_latency=timedelta(milliseconds=250),
-    clock_skew=timedelta(milliseconds=10),
-    min_fetch_gap=timedelta(milliseconds=1),
-    max_join_wait=timedelta(seconds=60),
-)
-GATEWAY_BUFFER = 32
-INBOX_SIZE = 64
-STAFF_PER_GUILD = 4
-SEED = 20261124
 
 TARGETS = {
     "e2e_joins_per_s": (">=", 5_000),
@@ -125,60 +120,6 @@ def pct(ordered: list[float], q: float) -> float:
     if not ordered:
         return 0.0
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-# --- the scripted world ---------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Join:
-    guild_id: str
-    code: str
-    staff_id: str
-    member: MemberInfo
-
-
-def build_world(gateway: ScriptedGateway, guilds: int) -> list[tuple[str, list[str]]]:
-    world = []
-    for g in range(guilds):
-        guild_id = str(700_000_000_000_000_000 + g)
-        gateway.add_guild(guild_id, f"Bench Guild {g}", vanity_code=None)
-        codes = []
-        for s in range(STAFF_PER_GUILD):
-            code = f"g{g}s{s}"
-            gateway.create_invite(guild_id, code, inviter_id=staff_id_of(g, s), inviter_name=f"staff{g}.{s}")
-            codes.append(code)
-        world.append((guild_id, codes))
-    return world
-
-
-def staff_id_of(guild: int, staff: int) -> str:
-    return str(800_000_000_000_000_000 + guild * 100 + staff)
-
-
-def plan_joins(
-    gateway: ScriptedGateway, world: list[tuple[str, list[str]]], n: int, mode: str, seed: int
-) -> list[Join]:
-    """Who joins which guild through which invite, in arrival order (fixed seed)."""
-    rng = random.Random(seed)
-    plan: list[Join] = []
-    if mode == "spread":
-        for i in range(n):
-            g = rng.randrange(len(world))
-            s = rng.randrange(STAFF_PER_GUILD)
-            guild_id, codes = world[g]
-            plan.append(Join(guild_id, codes[s], staff_id_of(g, s), gateway.new_user(f"user{i}")))
-    elif mode == "bursts":
-        used = [rng.randrange(STAFF_PER_GUILD) for _ in world]  # the one invite each guild's joins use
-        while len(plan) < n:
-            g = rng.randrange(len(world))
-            guild_id, codes = world[g]
-            for _ in range(min(rng.randint(5, 20), n - len(plan))):
-                member = gateway.new_user(f"user{len(plan)}")
-                plan.append(Join(guild_id, codes[used[g]], staff_id_of(g, used[g]), member))
-    else:
-        raise ValueError(mode)
-    return plan
 
 
 # --- end to end through the service ---------------------------------------------------------------------
@@ -376,107 +317,6 @@ async def run_e2e(directory: Path, mode: str, joins: int, guilds: int, seed: int
         lag_ms_max=(per_record[-1] if per_record else 0.0) * 1e3,
         records=last_lsn - first_lsn + 1,
     )
-
-
-# --- the naive baseline ---------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class NaiveResult:
-    joins: int
-    seconds: float
-    cpu_seconds: float
-    wrong: int
-    unknown: int
-
-    @property
-    def per_second(self) -> float:
-        return self.joins / self.seconds
-
-
-async def run_naive(directory: Path, joins: int, guilds: int, seed: int = SEED) -> NaiveResult:
-    """The brief's approach done plainly: per join, fetch and diff the invites, write JSON, write CSV,
-    update the DB (synchronous=FULL), one join at a time."""
-    gateway = ScriptedGateway(buffer=GATEWAY_BUFFER)
-    world = build_world(gateway, guilds)
-    plan = plan_joins(gateway, world, joins, "spread", seed)
-    truth = {j.member.user_id: j.staff_id for j in plan}
-    inviter: dict[str, str] = {}
-    cache: dict[str, dict[str, int]] = {}
-    for guild_id, _ in world:
-        answer = await gateway.fetch_invites(guild_id)
-        cache[guild_id] = {i.code: i.uses for i in answer.invites}
-        inviter.update({i.code: i.inviter_id or "" for i in answer.invites})
-
-    # Blocking file and SQLite calls on the event loop, one join at a time: that is the naive design.
-    directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
-    json_file = open(directory / "joins.jsonl", "a", encoding="utf-8")  # noqa: ASYNC230
-    csv_file = open(directory / "joins.csv", "a", encoding="utf-8", newline="")  # noqa: ASYNC230
-    csv_out = csv.writer(csv_file)
-    db = sqlite3.connect(directory / "joins.sqlite3")
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS joins (id INTEGER PRIMARY KEY, at TEXT, guild_id TEXT, user_id TEXT, "
-        "username TEXT, invite_code TEXT, staff_id TEXT)"
-    )
-    db.commit()
-    wrong = unknown = 0
-
-    async def consume(done: anyio.Event) -> None:
-        nonlocal wrong, unknown
-        seen = 0
-        async for event in gateway.events:
-            if type(event) is not MemberJoined:
-                continue
-            answer = await gateway.fetch_invites(event.guild_id)
-            now = {i.code: i.uses for i in answer.invites}
-            before = cache[event.guild_id]
-            code = next((c for c, uses in now.items() if uses > before.get(c, 0)), None)
-            cache[event.guild_id] = now
-            staff = inviter.get(code) if code is not None else None
-            member = event.member
-            row = {
-                "at": event.at.isoformat(),
-                "guild_id": event.guild_id,
-                "user_id": member.user_id,
-                "username": member.username,
-                "invite_code": code,
-                "staff_id": staff,
-            }
-            json_file.write(json.dumps(row) + "\n")
-            json_file.flush()
-            csv_out.writerow(row.values())
-            csv_file.flush()
-            with db:
-                db.execute(
-                    "INSERT INTO joins (at, guild_id, user_id, username, invite_code, staff_id) "
-                    "VALUES (:at, :guild_id, :user_id, :username, :invite_code, :staff_id)",
-                    row,
-                )
-            if staff is None:
-                unknown += 1
-            elif staff != truth[member.user_id]:
-                wrong += 1
-            seen += 1
-            if seen == joins:
-                done.set()
-                return
-
-    done = anyio.Event()
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consume, done)
-            started, cpu_started = time.perf_counter(), time.process_time()
-            for j in plan:
-                await gateway.join(j.guild_id, j.member, j.code)
-            await done.wait()
-            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    finally:
-        json_file.close()
-        csv_file.close()
-        db.close()
-    return NaiveResult(joins, seconds, cpu, wrong, unknown)
 
 
 # --- the run --------------------------------------------------------------------------------------------
