@@ -157,7 +157,10 @@ def _skip_valid_frames(data: bytes, pos: int, expected_lsn: int, until_lsn: int 
     the walk stopped and the LSN expected there. No Frame objects, no payload copies: a start-up checks
     every sealed segment, and this is about five times faster than the decoder. It stops at the first
     frame it cannot vouch for (incomplete, damaged or free space); `scan_segment` hands that to the
-    decoder, which names the problem exactly as before. With `until_lsn`, it also stops before that LSN."""
+    decoder, which names the problem exactly as before. With `until_lsn`, it also stops before that LSN.
+
+    `bulk.segment_frames` and `bulk.leading_frames` take frames by the same rule in loops of their own
+    (each per-frame call costs a hot loop ~10 %): a change to the rule goes into all three."""
     unpack = FRAME_HEADER.unpack_from
     end_of_data = len(data)
     unknown_flags = ~KNOWN_FLAGS
