@@ -196,14 +196,16 @@ def build_database(target: Path, load: Callable[[apsw.Connection, DeferredIndexe
         conn.pragma("locking_mode", "normal")
         conn.pragma("journal_mode", "wal")  # persisted in the header: the applier opens it in WAL mode
         early_flush.join()
-    except BaseException:
+        # Closing and syncing take a while on a big file: an interrupt there must still remove it (a
+        # Ctrl-C caught here left the .rebuilding file behind once, in CI).
         conn.close()
+        _fsync_path(building)
+    except BaseException:
+        conn.close()  # a second close is harmless
         with contextlib.suppress(BaseException):  # the first error is the one to report
             early_flush.join()
         _remove_with_side_files(building)
         raise
-    conn.close()
-    _fsync_path(building)
     for suffix in _SIDE_FILES:
         Path(str(target) + suffix).unlink(missing_ok=True)
     os.replace(building, target)
