@@ -17,7 +17,10 @@ Why the result is exact when msgspec accepts a payload:
   surrogates, UTF-16) msgspec refuses, so it goes the generic way too (the tests pin each of these);
 - times are parsed by the converter's own `datetime.fromisoformat` and turned into microseconds by the
   projection's formula; a time without offset goes the generic way, which raises;
-- the candidates and flags texts are made by the live path's own `_json_list`, from the same strings;
+- the flags texts are made by the live path's own `_json_list`, from the same strings; the candidates
+  text by msgspec's encoder, which writes what `_json_list` (`json.dumps`, compact, non-ASCII kept)
+  writes for every string but a lone surrogate, and msgspec never decodes one (20 times faster: a
+  tenth of the rows of a busy server have candidates);
 - the guild and staff ids are put in their stored form by the live path's own `STORED_IDS`.
 """
 
@@ -29,7 +32,7 @@ from typing import Any
 import attrs
 import msgspec
 
-from service.projection.apply import _json_list
+from service.projection.apply import _json_list, encode_json
 from service.projection.ids import STORED_IDS
 from service.projection.schema import EPOCH, ONE_US
 from service.records import AttributionKind, JoinFlag, JoinRecorded
@@ -101,7 +104,7 @@ def join_row(lsn: int, payload: bytes) -> tuple[Any, ...] | None:
     ):
         return None
     kind = j.kind
-    flags = _flags_text(j.flags)
+    flags = _flags_texts.get(tuple(j.flags)) or _flags_text(j.flags)
     if kind not in _KINDS or flags is None:
         return None
     candidates = j.candidates
@@ -110,7 +113,7 @@ def join_row(lsn: int, payload: bytes) -> tuple[Any, ...] | None:
         (at - EPOCH) // ONE_US,
         None if created_at is None else (created_at - EPOCH) // ONE_US,
         None if decided_at is None else (decided_at - EPOCH) // ONE_US,
-        _json_list(candidates) if candidates else "[]",
+        encode_json(candidates).decode() if candidates else "[]",
         flags,
         _stored_ids[j.guild_id],
         j.guild_name,
