@@ -41,10 +41,11 @@ Fixed seeds; the sizes are printed with the figures. Everything runs in this pro
    (CRC checked, `wal.iter_raw_frames`), reading them and making the joins' rows (`join_rows.join_row`),
    `recovery.replay.rebuild_from_log` (`rebuild_from_frames` over `iter_raw_frames`, in parts by worker
    processes when there are several CPUs; the RESULT figure: it includes reading and decoding the log,
-   the real cost), and, as the baseline, the
+   the real cost; run three times, the median reported and every run printed), and, as the baseline, the
    same records through the live applier's path (`apply_frames`, 2,048 records per transaction).
 3. Lookups: `lookup_user` p50/p99 on the rebuilt database (1,000,000 joins).
-4. Export: all 1,000,000 rows to CSV in a child process: seconds and peak RSS (VmHWM).
+4. Export: all 1,000,000 rows to CSV in a child process: seconds and peak RSS (VmHWM); three runs, the
+   median time and the highest RSS reported.
 
 Items 2 to 4 are measured by `benchmarks/pipeline_log.py` (`measure_log`), the naive baseline by
 `benchmarks/pipeline_naive.py`, both on the scripted world of `benchmarks/pipeline_world.py`; this module
