@@ -206,8 +206,12 @@ def build_database(target: Path, load: Callable[[apsw.Connection, DeferredIndexe
             early_flush.join()
         _remove_with_side_files(building)
         raise
-    for suffix in _SIDE_FILES:
-        Path(str(target) + suffix).unlink(missing_ok=True)
-    os.replace(building, target)
+    try:
+        for suffix in _SIDE_FILES:
+            Path(str(target) + suffix).unlink(missing_ok=True)
+        os.replace(building, target)
+    except BaseException:  # an interrupt between the unlinks and the rename: no finished file left over
+        building.unlink(missing_ok=True)
+        raise
     _fsync_path(target.parent, directory=True)
     return applied

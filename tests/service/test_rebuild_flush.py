@@ -88,3 +88,36 @@ def test_an_error_of_the_early_flush_fails_the_rebuild_and_leaves_no_file(
     with pytest.raises(OSError, match="Input/output"):
         rebuild_from_frames(target, frames(20))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["last fsync", "rename"])
+def test_an_interrupt_while_the_finished_file_is_put_in_place_leaves_the_old_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+):
+    target = tmp_path / "p.sqlite3"
+    assert rebuild_from_frames(target, frames(20)) == 20
+    building = rebuild_module.building_path(target)
+    fsync = rebuild_module._fsync_path
+    replace = rebuild_module.os.replace
+
+    def interrupted_fsync(path: Path, *, directory: bool = False) -> None:
+        on_main_thread = threading.current_thread() is threading.main_thread()  # not the early flush
+        if where == "last fsync" and path == building and on_main_thread:
+            raise KeyboardInterrupt
+        fsync(path, directory=directory)
+
+    def interrupted_replace(src: object, dst: object) -> None:
+        if where == "rename":
+            assert Path(str(src)) == building and building.exists()  # the file was finished
+            raise KeyboardInterrupt
+        replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rebuild_module, "_fsync_path", interrupted_fsync)
+    monkeypatch.setattr(rebuild_module.os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):
+        rebuild_from_frames(target, frames(50))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    conn = open_database(target)
+    assert len([row for table, row in dump_tables(conn) if table == "joins"]) == 20
+    conn.close()
