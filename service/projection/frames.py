@@ -14,9 +14,10 @@ decoding runs in the applier's worker thread and never on the event loop.
 from __future__ import annotations
 
 import gc
+import itertools
 import operator
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -60,6 +61,45 @@ def no_cyclic_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+#: Frames read and loaded at a time inside a rebuild's transaction: a chunk's payloads and rows are still in
+#: the CPU's caches when SQLite reads them. Loading 150,000 joins (min of 5 runs, alternated in one
+#: process): 6.3-6.7 µs per join with a 50,000-frame transaction's rows all built before one insert,
+#: 5.4-6.2 in chunks of 256 to 2,048 (512: 5.4; with a second process loading alongside, 5.6-6.1
+#: against 6.7-7.5).
+LOAD_CHUNK = 512
+
+
+def load_in_transactions(
+    conn: apsw.Connection,
+    frames: Iterable[Sequence[Any]],
+    batch_size: int,
+    load_chunk: Callable[[list[Sequence[Any]]], None],
+    *,
+    before_commit: Callable[[], None] = lambda: None,
+    report: Callable[[int], None] | None = None,
+) -> None:
+    """Pass `frames` to `load_chunk` in chunks of at most LOAD_CHUNK, in transactions of `batch_size`
+    frames (the last may hold fewer); `before_commit` runs at the end of each transaction that loaded
+    frames, and `report` is told, after each commit, how many frames it held."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    iterator = iter(frames)
+    taken = batch_size
+    while taken == batch_size:
+        taken = 0
+        with conn:
+            while taken < batch_size:
+                chunk = list(itertools.islice(iterator, min(LOAD_CHUNK, batch_size - taken)))
+                if not chunk:
+                    break
+                load_chunk(chunk)
+                taken += len(chunk)
+            if taken:
+                before_commit()
+        if report is not None and taken:
+            report(taken)
 
 
 def load_frames(

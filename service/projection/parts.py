@@ -20,7 +20,6 @@ loads, so a bad record raises there, in log order, and come back with its result
 from __future__ import annotations
 
 import functools
-import itertools
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +30,7 @@ import apsw
 import attrs
 
 from service.projection.apply import JoinCounts, add_join_counts, apply_entries, set_applied_lsn
-from service.projection.frames import load_frames, no_cyclic_gc
+from service.projection.frames import load_frames, load_in_transactions, no_cyclic_gc
 from service.projection.schema import migrate
 from service.records import Record
 
@@ -71,13 +70,13 @@ def load_part(
     counts: JoinCounts = Counter()
     deferred: list[tuple[int, Record]] = []
     applied = first_lsn - 1
-    iterator = iter(frames)
+
+    def load_chunk(chunk: list[Sequence[Any]]) -> None:
+        nonlocal applied
+        applied = load_frames(conn, chunk, applied, counts, deferred=deferred)
+
     with no_cyclic_gc():
-        while batch := list(itertools.islice(iterator, batch_size)):
-            with conn:
-                applied = load_frames(conn, batch, applied, counts, deferred=deferred)
-            if report is not None:
-                report(len(batch))
+        load_in_transactions(conn, frames, batch_size, load_chunk, report=report)
     return PartResult(applied, deferred, counts)
 
 

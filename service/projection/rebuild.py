@@ -42,7 +42,7 @@ from service.projection.apply import (
     derive_members,
     set_applied_lsn,
 )
-from service.projection.frames import load_frames, no_cyclic_gc
+from service.projection.frames import load_frames, load_in_transactions, no_cyclic_gc
 from service.projection.schema import migrate
 from service.records import Record
 
@@ -156,12 +156,15 @@ def rebuild_from_frames(
     def load(conn: apsw.Connection, indexes: DeferredIndexes) -> int:
         counts: JoinCounts = Counter()
         applied = 0
-        iterator = iter(frames)
+
+        def load_chunk(chunk: list[Sequence[Any]]) -> None:
+            nonlocal applied
+            applied = load_frames(conn, chunk, applied, counts, before_erasure=indexes.restore)
+
         with no_cyclic_gc():
-            while batch := list(itertools.islice(iterator, batch_size)):
-                with conn:
-                    applied = load_frames(conn, batch, applied, counts, before_erasure=indexes.restore)
-                    set_applied_lsn(conn, applied)
+            load_in_transactions(
+                conn, frames, batch_size, load_chunk, before_commit=lambda: set_applied_lsn(conn, applied)
+            )
         with conn:
             add_join_counts(conn, counts)
         return applied
