@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from service import convert
 from service.projection import LsnGapError, applied_lsn, apply_batch, apply_frames, dump_tables, open_database
+from service.projection import frames as frames_module
+from service.projection.frames import load_in_transactions
 from service.records import (
     AttributionKind,
     InviteSnapshotTaken,
@@ -149,3 +151,39 @@ def test_a_join_payload_the_fast_reader_refuses_takes_the_converters_way(tmp_pat
         decoded(bad)
     assert tables(new) == before
     assert applied_lsn(new) == 2
+
+
+def test_frames_are_loaded_in_chunks_inside_transactions_of_the_batch_size(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(frames_module, "LOAD_CHUNK", 3)
+    conn = apsw.Connection(":memory:")
+    conn.execute("CREATE TABLE t (n INTEGER)")
+    chunks: list[list[int]] = []
+    commits: list[int] = []
+    reports: list[int] = []
+
+    def load_chunk(chunk: list) -> None:
+        assert conn.in_transaction
+        chunks.append([frame[0] for frame in chunk])
+        conn.executemany("INSERT INTO t VALUES (?)", [(frame[0],) for frame in chunk])
+        if frame_error in [frame[0] for frame in chunk]:
+            raise ValueError("bad frame")
+
+    def before_commit() -> None:
+        commits.append(conn.execute("SELECT count(*) FROM t").get)
+
+    frame_error = 0
+    load_in_transactions(
+        conn, [(n,) for n in range(1, 21)], 7, load_chunk, before_commit=before_commit, report=reports.append
+    )
+    assert chunks == [[1, 2, 3], [4, 5, 6], [7], [8, 9, 10], [11, 12, 13], [14], [15, 16, 17], [18, 19, 20]]
+    assert commits == [7, 14, 20] and reports == [7, 7, 6]
+    assert conn.execute("SELECT count(*) FROM t").get == 20
+
+    # An error rolls back its own transaction only; the ones committed before it stay.
+    conn.execute("DELETE FROM t")
+    chunks.clear()
+    frame_error = 12
+    with pytest.raises(ValueError, match="bad frame"):
+        load_in_transactions(conn, [(n,) for n in range(1, 21)], 7, load_chunk)
+    assert conn.execute("SELECT max(n) FROM t").get == 7
+    assert not conn.in_transaction
