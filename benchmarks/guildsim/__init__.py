@@ -16,9 +16,11 @@ member delete by hand an invite one use short of its max_uses (DESIGN.md's max_u
 from the last use; with the INVITE_DELETE in view the core narrows it to seconds); and crash the bot or
 drop its gateway session before anything about the guild is in the log.
 
-The simulator is three modules: `scenario.py` (the knobs of a run, the constants of the simulated guild and
-the join patterns), `sim.py` (`GuildSim`: the guild, the simulated Discord and the bot it drives) and
-`outcome.py` (what really happened, the records the bot wrote, and their score against an oracle).
+The simulator's modules: `scenario.py` (the knobs of a run, the constants of the simulated guild and the
+join patterns); `GuildSim` in three layers, `state.py` (the guild's state and the event heap), `bot.py`
+(the bot it drives: the core fed as the actor feeds it, the gateway, fetches, restarts) and `sim.py` (what
+the guild's members and staff do, and the run); and `outcome.py` (what really happened, the records the
+bot wrote, and their score against an oracle).
 """
 
 from benchmarks.guildsim.outcome import Outcome, Score, TrueJoin
