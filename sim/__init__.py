@@ -86,7 +86,11 @@ Gateway and outages
   `sim.set_heartbeat_acks(False)` — zombie connection. `sim.set_outage(rest=..., gateway=...)`.
   `sim.set_invites_budget(n, window_s)` — GET /guilds/{id}/invites beyond n per window per guild answers 429
   with `retry_after` (JSON) and Retry-After / X-RateLimit-* headers; `None` lifts the limit.
-  `sim.stats` — counters: identifies, resumes (with replayed counts), heartbeats/acks, rate_limited,
+  `sim.set_global_budget(n, window_s)` — Discord's global limit, on by default at 50 requests per second
+  over every authorised REST route but the interaction endpoints; beyond it a 429 with `"global": true` and
+  X-RateLimit-Global / X-RateLimit-Scope: global. Lower it to play another process sharing the token.
+  `sim.stats` — counters: identifies, resumes (with replayed counts), heartbeats/acks, rate_limited
+  (globally_rate_limited: those for the global limit),
   unhandled_requests (routes the simulator lacks), …
 
 Behaviour worth knowing

@@ -23,7 +23,7 @@ from sim.errors import DiscordAPIError
 from sim.gateway import Gateway
 from sim.interactions import InteractionDesk
 from sim.model import StoredFile
-from sim.ratelimit import RouteBudget
+from sim.ratelimit import GlobalBudget, RouteBudget
 from sim.stats import ChangeNotifier, RequestRecord, SimStats
 from sim.world import SimWorld
 
@@ -100,6 +100,8 @@ class RestApi:
         self.token = token
         #: None: no limit (and no X-RateLimit headers) on GET /guilds/{id}/invites.
         self.invites_budget: RouteBudget | None = None
+        #: Discord's global limit over every authorised route but the interaction endpoints (None: off).
+        self.global_budget: GlobalBudget | None = GlobalBudget()
         #: True: every REST request answers 502 (a Discord outage as Cloudflare shows it).
         self.outage = False
         self.requests: deque[RequestRecord] = deque(maxlen=10_000)
@@ -163,6 +165,10 @@ class RestApi:
             elif not request.path.startswith(_TOKENLESS_PREFIXES):
                 if request.headers.get("Authorization") != f"Bot {self.token}":
                     response = json_response({"message": "401: Unauthorized", "code": 0}, 401)
+                elif self.global_budget is not None and (over := self.global_budget.take()) is not None:
+                    self.stats.rate_limited += 1
+                    self.stats.globally_rate_limited += 1
+                    response = json_response(over.body(), 429, over.headers)
                 else:
                     response = await handler(request)
             else:

@@ -28,7 +28,7 @@ from sim.discord_constants import API_VERSION
 from sim.gateway import Gateway
 from sim.interactions import Answer, InteractionDesk, SimInteraction
 from sim.model import SimGuild, SimInvite, SimMember, SimMessage, SimRole, SimUser
-from sim.ratelimit import RouteBudget
+from sim.ratelimit import GlobalBudget, RouteBudget
 from sim.rest import RestApi
 from sim.stats import ChangeNotifier, SimStats
 from sim.world import Ref, SimWorld, ref_id
@@ -353,6 +353,12 @@ class SimServer:
             self.rest.invites_budget = RouteBudget(
                 limit=requests, window_s=window_s, bucket="sim-guild-invites"
             )
+
+    def set_global_budget(self, requests: int | None, window_s: float = 1.0) -> None:
+        """Discord's global limit: `requests` per `window_s` over every authorised REST route but the
+        interaction endpoints, beyond that a global 429. On by default at Discord's 50 per second; None
+        turns it off."""
+        self.rest.global_budget = None if requests is None else GlobalBudget(requests, window_s)
 
     # -- waiting ------------------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ class SimStats:
     dispatches: int = 0
     rest_requests: int = 0
     rate_limited: int = 0
+    #: Of those, 429s for the global limit (every route together), not a route's.
+    globally_rate_limited: int = 0
     #: Requests to routes the simulator does not implement (the test should fail loudly on these).
     unhandled_requests: list[str] = attrs.field(factory=list)
     #: time.monotonic() of the last GET /users/@me (a client logging in), identify and command-sync request.

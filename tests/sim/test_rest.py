@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from sim import Permission, SimServer
+from sim.ratelimit import DISCORD_GLOBAL_LIMIT
 from tests.sim.conftest import ASYNCIO_ONLY
 
 pytestmark = ASYNCIO_ONLY
@@ -121,6 +122,39 @@ async def test_invites_beyond_the_budget_get_429_with_retry_after(
     sim.set_invites_budget(None)
     async with http.get(url, headers=bot_headers(sim)) as response:
         assert response.status == 200 and "X-RateLimit-Limit" not in response.headers
+
+
+async def test_beyond_discords_global_limit_every_route_gets_a_global_429_but_interactions(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    guild = sim.add_guild("g")
+    sim.world.commands.put(None, [{"name": "ping", "description": "p"}])
+    sim.set_global_budget(3, window_s=0.5)
+    routes = [f"/guilds/{guild.id}/invites", f"/guilds/{guild.id}", f"/guilds/{guild.id}/channels"]
+    for route in routes:
+        async with http.get(f"{sim.base_url}{route}", headers=bot_headers(sim)) as response:
+            assert response.status == 200
+    for route in (f"/guilds/{guild.id}/vanity-url", "/users/@me"):  # any route: the budget is global
+        async with http.get(f"{sim.base_url}{route}", headers=bot_headers(sim)) as response:
+            assert response.status == 429
+            body = await response.json()
+            assert body["global"] is True and 0 < body["retry_after"] <= 0.5
+            assert response.headers["X-RateLimit-Global"] == "true"
+            assert response.headers["X-RateLimit-Scope"] == "global"
+            assert response.headers["Retry-After"] == "1" and "X-RateLimit-Bucket" not in response.headers
+    # Interaction responses are not bound by the global limit.
+    ping = sim.invoke(guild, guild.owner_id, "ping")
+    callback = f"{sim.base_url}/interactions/{ping.id}/{ping.token}/callback"
+    async with http.post(callback, json={"type": 4, "data": {"content": "pong"}}) as response:
+        assert response.status == 204
+    assert sim.stats.globally_rate_limited == 2 and sim.stats.rate_limited == 2
+    await anyio.sleep(0.5)  # a new window
+    async with http.get(f"{sim.base_url}/users/@me", headers=bot_headers(sim)) as response:
+        assert response.status == 200
+
+
+async def test_the_simulator_starts_with_discords_global_limit(sim: SimServer) -> None:
+    assert sim.rest.global_budget is not None and sim.rest.global_budget.limit == DISCORD_GLOBAL_LIMIT == 50
 
 
 async def test_channel_message_with_attachments_keeps_the_bytes(
