@@ -39,10 +39,13 @@ from service.projection.ids import id_param
 from service.projection.schema import EPOCH
 from service.records import AttributionKind, InviteSnapshotTaken, InviteState, JoinFlag, JoinRecorded
 
+# A settled join (`settled_lsn`) holds the settlement's invite and staff member; the bot's own verdict,
+# which is what the core restores from, credited nobody there (settlements only touch such kinds).
 _JOIN_COLUMNS = (
-    "timestamp_us, guild_name, CAST(user_id AS TEXT), username, display_name, kind, invite_code, "
-    "CAST(staff_id AS TEXT), "
-    "staff_username, uses_before, uses_after, candidates, flags, account_created_us, decided_us, lsn"
+    "timestamp_us, guild_name, CAST(user_id AS TEXT), username, display_name, kind, "
+    "iif(settled_lsn IS NULL, invite_code, NULL), iif(settled_lsn IS NULL, CAST(staff_id AS TEXT), NULL), "
+    "iif(settled_lsn IS NULL, staff_username, NULL), uses_before, uses_after, candidates, flags, "
+    "account_created_us, decided_us, lsn"
 )
 _US = timedelta(microseconds=1)
 

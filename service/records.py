@@ -135,7 +135,28 @@ class UserErased:
     requested_by: str
 
 
-Record = JoinRecorded | MemberLeft | StaffIbSet | StaffIbRemoved | InviteSnapshotTaken | UserErased
+@attrs.frozen
+class JoinSettled:
+    """Staff settled by hand which invite a join used, where the bot credited nobody (an ambiguous join, or
+    one made while it was away): on the member's word or other proof, after a dispute. The join's own
+    record stays as the bot decided it; this one names the invite, its staff member, who settled it, when
+    and why. A later settlement of the same join replaces an earlier one (a correction)."""
+
+    timestamp: datetime  # when it was settled
+    guild_id: str
+    join_lsn: int  # the JoinRecorded settled
+    user_id: str  # who joined (the command checks it is that join's member)
+    invite_code: str
+    staff_id: str | None  # the invite's inviter, as the ledger knew it
+    staff_username: str | None
+    settled_by: str  # user id of the staff member who settled it
+    settled_by_name: str
+    reason: str
+
+
+Record = (
+    JoinRecorded | MemberLeft | StaffIbSet | StaffIbRemoved | InviteSnapshotTaken | UserErased | JoinSettled
+)
 
 #: WAL frame type codes. Never renumber; add new ones at the end.
 RECORD_TYPES: dict[type, int] = {
@@ -145,6 +166,7 @@ RECORD_TYPES: dict[type, int] = {
     StaffIbRemoved: 4,
     InviteSnapshotTaken: 5,
     UserErased: 6,
+    JoinSettled: 7,
 }
 TYPE_CLASSES: dict[int, type] = {code: cls for cls, code in RECORD_TYPES.items()}
 TYPE_NAMES: dict[int, str] = {
@@ -154,4 +176,5 @@ TYPE_NAMES: dict[int, str] = {
     4: "staff_ib_removed",
     5: "invite_snapshot",
     6: "user_erased",
+    7: "join_settled",
 }

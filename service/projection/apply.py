@@ -43,6 +43,7 @@ from service.records import (
     InviteSnapshotTaken,
     JoinFlag,
     JoinRecorded,
+    JoinSettled,
     MemberLeft,
     Record,
     StaffIbRemoved,
@@ -238,6 +239,21 @@ def _apply_erased(conn: apsw.Connection, lsn: int, r: UserErased) -> None:
         "WHERE guild_id = ? AND inviter_id = ? AND inviter_name IS NOT NULL",
         (ERASED, *who),
     )
+    # Settlements before the erasure: of the user's joins (the reason may say anything about them), by
+    # them, or crediting them.
+    conn.execute(
+        "UPDATE settlements SET user_id = NULL, reason = ? WHERE guild_id = ? AND user_id = ? AND lsn < ?",
+        (ERASED, *who, lsn),
+    )
+    conn.execute(
+        "UPDATE settlements SET settled_by_name = ? WHERE guild_id = ? AND settled_by = ? AND lsn < ?",
+        (ERASED, *who, lsn),
+    )
+    conn.execute(
+        "UPDATE settlements SET staff_username = ? "
+        "WHERE guild_id = ? AND staff_id = ? AND staff_username IS NOT NULL AND lsn < ?",
+        (ERASED, *who, lsn),
+    )
     conn.execute("DELETE FROM staff_ib WHERE guild_id = ? AND staff_id = ?", who)
     conn.execute("DELETE FROM leaves WHERE guild_id = ? AND user_id = ?", stored)
     conn.execute("DELETE FROM members WHERE guild_id = ? AND user_id = ?", stored)
@@ -247,12 +263,37 @@ def _apply_erased(conn: apsw.Connection, lsn: int, r: UserErased) -> None:
     )
 
 
+#: The kinds a settlement may credit: those where the bot could not tell the invite (never one it credited,
+#: nor the vanity URL or "nothing changed", which the counts decided).
+SETTLEABLE_KINDS = ("ambiguous", "offline_unknown")
+
+
+def _apply_settled(conn: apsw.Connection, lsn: int, r: JoinSettled) -> None:
+    # Only an earlier join of that guild and of a settleable kind (the command checks more; the log is
+    # applied as written, so an odd record must still apply the same way in every path): the `lsn < ?`
+    # bound keeps a parallel rebuild, which has every join in before it applies this, equal to the live
+    # applier, which has only the earlier ones.
+    conn.execute(
+        "UPDATE joins SET invite_code = ?, staff_id = ?, staff_username = ?, settled_lsn = ? "
+        f"WHERE lsn = ? AND lsn < ? AND guild_id = ? AND kind IN {SETTLEABLE_KINDS}",
+        (r.invite_code, STORED_IDS[r.staff_id], r.staff_username, lsn, r.join_lsn, lsn, id_param(r.guild_id)),
+    )
+    conn.execute(
+        "INSERT INTO settlements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            lsn, r.join_lsn, to_us(r.timestamp), r.guild_id, r.user_id, r.invite_code, r.staff_id,
+            r.staff_username, r.settled_by, r.settled_by_name, r.reason, conn.changes(),
+        ),
+    )  # fmt: skip
+
+
 _HANDLERS: dict[type, Callable[[apsw.Connection, int, Any], None]] = {
     MemberLeft: _apply_left,
     StaffIbSet: _apply_staff_set,
     StaffIbRemoved: _apply_staff_removed,
     InviteSnapshotTaken: _apply_snapshot,
     UserErased: _apply_erased,
+    JoinSettled: _apply_settled,
 }
 
 

@@ -275,8 +275,36 @@ _V2 = Migration(
     ),
 )
 
+_V3 = Migration(
+    version=3,
+    why="joins settled by hand (JoinSettled): the settlements and the join rows they credit",
+    statements=(
+        # The LSN of the settlement now in force; the row's invite_code, staff_id and staff_username are
+        # the settlement's then, while kind stays the bot's verdict. NULL for nearly every row, so an old
+        # database gains the column without a rewrite.
+        "ALTER TABLE joins ADD COLUMN settled_lsn INTEGER",
+        # Every settlement, corrections included: who settled which join, when, why (the audit trail).
+        # Ids as text, as erasures keep them: few rows, read by join_lsn.
+        """CREATE TABLE settlements (
+            lsn INTEGER PRIMARY KEY,
+            join_lsn INTEGER NOT NULL,
+            timestamp_us INTEGER NOT NULL,
+            guild_id TEXT NOT NULL,
+            user_id TEXT,
+            invite_code TEXT NOT NULL,
+            staff_id TEXT,
+            staff_username TEXT,
+            settled_by TEXT NOT NULL,
+            settled_by_name TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            join_settled INTEGER NOT NULL
+        )""",
+        "CREATE INDEX settlements_by_join ON settlements (join_lsn)",
+    ),
+)
+
 #: Every migration in order; `MIGRATIONS[i].version == i + 1`. Append only, never edit a released one.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

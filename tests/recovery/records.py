@@ -1,5 +1,6 @@
-"""A small log of every kind of record (joins, rejoins, leaves, snapshots, staff profiles, erasures) over
-three guilds, built with a seed, and written to a real log through the WAL's own appender."""
+"""A small log of every kind of record (joins, rejoins, leaves, snapshots, staff profiles, erasures,
+settlements) over three guilds, built with a seed, and written to a real log through the WAL's own
+appender."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from service.records import (
     InviteState,
     JoinFlag,
     JoinRecorded,
+    JoinSettled,
     MemberLeft,
     Record,
     StaffIbRemoved,
@@ -35,6 +37,7 @@ def varied_records(n: int, seed: int) -> list[Record]:
     uses = {(g, f"{g}-{s}"): 0 for g in (SNAPSHOT_GUILD, PLAIN_GUILD) for s in STAFF}
     present: dict[str, set[str]] = {SNAPSHOT_GUILD: set(), PLAIN_GUILD: set()}
     users = [str(9000 + u) for u in range(max(8, n // 3))]
+    ambiguous: list[tuple[int, JoinRecorded]] = []  # (LSN, join): the log starts at LSN 1
     out.append(StaffIbSet(at, STAFF_ONLY_GUILD, "501", "staffer", "https://b.example/1", "C1", "1"))
     while len(out) < n:
         at += timedelta(seconds=rng.randint(1, 400), microseconds=rng.randint(0, 999_999))
@@ -71,6 +74,8 @@ def varied_records(n: int, seed: int) -> list[Record]:
                 )
             )
             present[guild].add(user)
+            if kind is AttributionKind.AMBIGUOUS:
+                ambiguous.append((len(out), out[-1]))  # type: ignore[arg-type]
         elif roll < 0.75 and present[guild]:
             user = rng.choice(sorted(present[guild]))
             present[guild].discard(user)
@@ -86,7 +91,17 @@ def varied_records(n: int, seed: int) -> list[Record]:
             user = rng.choice(users)
             present[guild].discard(user)
             out.append(UserErased(at, guild, user, "1"))
-        elif roll < 0.95:
+        elif roll < 0.93 and ambiguous:
+            lsn, settled = rng.choice(ambiguous)  # settled again now and then: a correction
+            code = rng.choice(settled.candidates)
+            staff = code.split("-")[1]
+            out.append(
+                JoinSettled(
+                    at, settled.guild_id, lsn, settled.user_id, code, staff, f"staff{staff}", "1", "owner",
+                    "the member showed the invite link",
+                )
+            )  # fmt: skip
+        elif roll < 0.96:
             staff = rng.choice(STAFF)
             out.append(StaffIbSet(at, guild, staff, f"staff{staff}", f"https://b.example/{staff}", "X", "1"))
         else:

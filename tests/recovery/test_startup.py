@@ -109,7 +109,15 @@ def test_campaign_5_a_database_lost_or_damaged_while_stopped_is_rebuilt(
         db.unlink()
         conn = apsw.Connection(str(db))
         migrate(conn, MIGRATIONS[:1])
+        # Today's applier writes settlements (version 3): a stand-in table for its statements, then gone.
+        conn.execute(
+            "CREATE TABLE settlements (lsn, join_lsn, timestamp_us, guild_id, user_id, invite_code, "
+            "staff_id, staff_username, settled_by, settled_by_name, reason, join_settled)"
+        )
+        conn.execute("ALTER TABLE joins ADD COLUMN settled_lsn")
         apply_batch(conn, list(enumerate(records, start=1)))
+        conn.execute("DROP TABLE settlements")
+        conn.execute("ALTER TABLE joins DROP COLUMN settled_lsn")
         conn.close()
     elif damage == "foreign":
         import apsw

@@ -32,6 +32,7 @@ from service.records import (
     InviteState,
     JoinFlag,
     JoinRecorded,
+    JoinSettled,
     MemberLeft,
     StaffIbRemoved,
     StaffIbSet,
@@ -339,6 +340,94 @@ def test_erasure_blanks_personal_fields_keeps_counts_and_later_joins_are_kept(db
         (9, "s1", "s1", 1),
     ]
     assert rows(db, "SELECT kind, joins FROM join_counts WHERE guild_id = 'g'") == [("exact", 4)]
+
+
+def settle(join_lsn: int, user: str, code: str, staff: str | None, *, by: str = "admin", at: int = 100):
+    name = None if staff is None else f"{staff}#0001"
+    reason = f"{user} showed the invite link in a DM"
+    return JoinSettled(
+        T0 + timedelta(seconds=at), "g", join_lsn, user, code, staff, name, by, f"{by}_name", reason
+    )
+
+
+def test_a_settlement_credits_an_ambiguous_join_and_a_later_one_corrects_it(db):
+    ambiguous = dict(code=None, staff=None, kind=AttributionKind.AMBIGUOUS, candidates=("abc", "def"))
+    apply_batch(
+        db,
+        numbered(
+            join("u1", 1, **ambiguous),
+            join("u2", 2),  # exact: the bot credited it, so no settlement may change it
+            join("u3", 3, code=None, staff=None, kind=AttributionKind.VANITY),
+            settle(1, "u1", "abc", "s1"),
+            settle(2, "u2", "def", "s2"),
+            settle(3, "u3", "def", "s2"),
+            settle(9, "u1", "abc", "s1"),  # no such join (yet): recorded, changes nothing
+            settle(1, "u1", "def", "s2", by="owner", at=200),  # a correction: the latest wins
+        ),
+    )
+    assert rows(db, "SELECT lsn, kind, invite_code, staff_id, staff_username, settled_lsn FROM joins") == [
+        (
+            1,
+            "ambiguous",
+            "def",
+            "s2",
+            "s2#0001",
+            8,
+        ),  # the bot's verdict stays; the credit is the settlement's
+        (2, "exact", "abc", "s1", "s1#0001", None),
+        (3, "vanity", None, None, None, None),
+    ]
+    assert rows(db, "SELECT lsn, join_lsn, invite_code, settled_by, join_settled FROM settlements") == [
+        (4, 1, "abc", "admin", 1),
+        (5, 2, "def", "admin", 0),
+        (6, 3, "def", "admin", 0),
+        (7, 9, "abc", "admin", 0),
+        (8, 1, "def", "owner", 1),
+    ]
+    # Counts per kind are the bot's verdicts; counts per invite and staff member follow the settlement.
+    assert rows(db, "SELECT kind, joins FROM join_counts WHERE guild_id = 'g' ORDER BY kind") == [
+        ("ambiguous", 1),
+        ("exact", 1),
+        ("vanity", 1),
+    ]
+
+
+def test_erasure_redacts_the_settlements_of_the_user_and_names_of_settler_and_staff(db):
+    ambiguous = dict(code=None, staff=None, kind=AttributionKind.AMBIGUOUS)
+    apply_batch(
+        db,
+        numbered(
+            join("u1", 1, **ambiguous),
+            join("u2", 2, **ambiguous),
+            settle(1, "u1", "abc", "s1", by="boss"),
+            settle(2, "u2", "abc", "s1", by="u1"),  # u1 is also staff here
+            UserErased(T0 + timedelta(days=1), "g", "u1", "u1"),
+            UserErased(T0 + timedelta(days=1), "g", "s1", "s1"),
+            settle(1, "u1", "abc", "s1", at=300),  # after the erasures: applied as written
+        ),
+    )
+    assert rows(
+        db, "SELECT lsn, user_id, staff_username, settled_by, settled_by_name, reason FROM settlements"
+    ) == [
+        (3, None, ERASED, "boss", "boss_name", ERASED),
+        (4, "u2", ERASED, "u1", ERASED, "u2 showed the invite link in a DM"),
+        (7, "u1", "s1#0001", "admin", "admin_name", "u1 showed the invite link in a DM"),
+    ]
+    assert rows(db, "SELECT lsn, user_id, invite_code, staff_id, settled_lsn FROM joins") == [
+        (1, None, "abc", "s1", 7),
+        (2, "u2", "abc", "s1", 4),
+    ]
+
+
+def test_a_schema_2_database_gains_settlements_and_keeps_its_rows(tmp_path: Path):
+    conn = apsw.Connection(str(tmp_path / "old.sqlite3"))
+    migrate(conn, MIGRATIONS[:2])
+    apply_batch(conn, numbered(join("u1", 1)))
+    assert migrate(conn) == SCHEMA_VERSION
+    assert rows(conn, "SELECT lsn, user_id, settled_lsn FROM joins") == [(1, "u1", None)]
+    apply_batch(conn, numbered(settle(1, "u1", "abc", "s1"), first=2))  # an exact join: not changed
+    assert rows(conn, "SELECT join_lsn, join_settled FROM settlements") == [(1, 0)]
+    conn.close()
 
 
 # --- rebuilds ------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from service.records import (
     InviteState,
     JoinFlag,
     JoinRecorded,
+    JoinSettled,
     MemberLeft,
     Record,
     StaffIbRemoved,
@@ -128,9 +129,22 @@ erasures = st.builds(
     user_id=st.sampled_from(USERS),
     requested_by=st.sampled_from(USERS),
 )
+settlements = st.builds(
+    JoinSettled,
+    timestamp=times,
+    guild_id=st.sampled_from(GUILDS),
+    join_lsn=st.integers(1, 40),  # often a join of the log, of a settleable kind or not; sometimes later
+    user_id=st.sampled_from(USERS),
+    invite_code=st.sampled_from(CODES),
+    staff_id=st.none() | st.sampled_from(STAFF + USERS),
+    staff_username=st.none() | texts,
+    settled_by=st.sampled_from(USERS),
+    settled_by_name=texts,
+    reason=texts,
+)
 #: Any log record, joins most often, as in a real log.
 records: st.SearchStrategy[Record] = st.one_of(
-    joins, joins, joins, leaves, staff_sets, staff_removals, snapshots, erasures
+    joins, joins, joins, leaves, staff_sets, staff_removals, snapshots, erasures, settlements
 )
 
 
@@ -154,6 +168,7 @@ class ProjectionModel:
         self.snapshots: dict[str, tuple[Any, ...]] = {}
         self.invites: dict[tuple[str, str], list[Any]] = {}
         self.erasures: dict[int, tuple[Any, ...]] = {}
+        self.settlements: dict[int, list[Any]] = {}
         self.counts: Counter[tuple[str, str]] = Counter()
 
     @classmethod
@@ -171,7 +186,7 @@ class ProjectionModel:
                 lsn, to_us(r.timestamp), r.guild_id, r.guild_name, r.user_id, r.username, r.display_name,
                 r.kind.value, r.invite_code, r.staff_id, r.staff_username, r.uses_before, r.uses_after,
                 _json(list(r.candidates)), _json([f.value for f in r.flags]), _us(r.account_created_at),
-                _us(r.decided_at), None,
+                _us(r.decided_at), None, None,
             ]  # fmt: skip
             member = self.members.get((r.guild_id, r.user_id))
             if member is None:
@@ -217,10 +232,27 @@ class ProjectionModel:
             for (guild, _code), invite in self.invites.items():
                 if guild == r.guild_id and invite[4] == r.user_id and invite[5] is not None:
                     invite[5] = ERASED
+            for settled in self.settlements.values():
+                if settled[3] == r.guild_id and settled[4] == r.user_id:
+                    settled[4], settled[10] = None, ERASED
+                if settled[3] == r.guild_id and settled[8] == r.user_id:
+                    settled[9] = ERASED
+                if settled[3] == r.guild_id and settled[6] == r.user_id and settled[7] is not None:
+                    settled[7] = ERASED
             self.staff.pop((r.guild_id, r.user_id), None)
             self.members.pop((r.guild_id, r.user_id), None)
             self.leaves = {k: v for k, v in self.leaves.items() if (v[2], v[3]) != (r.guild_id, r.user_id)}
             self.erasures[lsn] = (lsn, to_us(r.timestamp), r.guild_id, r.user_id, r.requested_by, redacted)
+        elif isinstance(r, JoinSettled):
+            join = self.joins.get(r.join_lsn)  # every join here is earlier than the settlement
+            settleable = ("ambiguous", "offline_unknown")
+            settles = join is not None and join[2] == r.guild_id and join[7] in settleable
+            if join is not None and settles:
+                join[8], join[9], join[10], join[18] = r.invite_code, r.staff_id, r.staff_username, lsn
+            self.settlements[lsn] = [
+                lsn, r.join_lsn, to_us(r.timestamp), r.guild_id, r.user_id, r.invite_code, r.staff_id,
+                r.staff_username, r.settled_by, r.settled_by_name, r.reason, int(settles),
+            ]  # fmt: skip
         else:
             raise AssertionError(f"unknown record {r!r}")
 
@@ -238,6 +270,7 @@ class ProjectionModel:
             "leaves": rows(self.leaves),
             "members": rows(self.members),
             "meta": [("applied_lsn", self.applied)],
+            "settlements": rows(self.settlements),
             "snapshot_invites": rows(self.invites),
             "staff_ib": rows(self.staff),
         }
