@@ -19,6 +19,7 @@ from interactions import (
 )
 
 from commands import options, paging
+from service.settle import REASON_MAX
 
 if TYPE_CHECKING:
     from commands.staff import StaffCommands
@@ -113,6 +114,32 @@ def build(staff: StaffCommands) -> list[Any]:
             "Remove a staff member's IB profile",
             staff.staff_ib_remove,
             _option("staff", user, "The staff member", required=True),
+        ),
+        _slash(
+            "settle_join",
+            "Settle which invite an ambiguous join used, once you know (the reason stays on record)",
+            staff.settle_join,
+            _option("user", user, "The member whose join to settle", required=True),
+            _option(
+                "invite_code",
+                text,
+                "The invite they used (one of the join's candidates)",
+                required=True,
+                max_length=100,
+            ),
+            _option(
+                "reason",
+                text,
+                "How you know: what the member showed, who confirmed it",
+                required=True,
+                max_length=REASON_MAX,
+            ),
+            _option(
+                "join_lsn",
+                OptionType.INTEGER,
+                "Which of their joins (its LSN); the latest if left out",
+                min_value=1,
+            ),
         ),
         _slash(
             "erase_user_data",

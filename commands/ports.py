@@ -16,6 +16,7 @@ from interactions import Client
 
 from service.gateway import InviteList
 from service.projection.queries import InviteComparison, JoinPage, StaffProfile, UserLookup
+from service.settle import Settled, SettleRequest
 
 
 class ExportResult(Protocol):
@@ -80,6 +81,10 @@ class LedgerPort(Protocol):
     async def remove_staff_ib(self, guild_id: str, staff_id: str, removed_by: str) -> int | None: ...
 
     async def erase_user(self, guild_id: str, user_id: str, requested_by: str) -> int: ...
+
+    async def settle_join(self, request: SettleRequest) -> Settled:
+        """Raises `service.settle.SettleRefused` when the rules do not allow it."""
+        ...
 
     async def export(
         self,

@@ -21,6 +21,7 @@ from interactions import Embed
 from commands.ports import Status
 from service.projection.queries import InviteComparison, JoinEntry, JoinPage, StaffProfile, UserLookup
 from service.records import CREDITING_KINDS, AttributionKind
+from service.settle import Settled
 
 GREEN, ORANGE, RED, BLUE, GREY = 0x2ECC71, 0xE67E22, 0xE74C3C, 0x3498DB, 0x95A5A6
 FIELD_MAX = 1024
@@ -127,8 +128,13 @@ def _code(code: str | None) -> str:
     return "none" if not code else f"`{code}`"
 
 
+def credits(join: JoinEntry) -> bool:
+    """Does the join credit a staff member: by the bot's verdict, or settled by hand?"""
+    return join.staff_id is not None and (join.kind in CREDITING_KINDS or join.settlement is not None)
+
+
 def _staff_text(join: JoinEntry, profile: StaffProfile | None) -> str:
-    if join.kind not in CREDITING_KINDS or join.staff_id is None:
+    if not credits(join):
         return f"No staff member is credited ({join.kind.value})."
     lines = [f"Staff: {md(join.staff_username)} (<@{join.staff_id}>)"]
     if profile is None:
@@ -142,7 +148,14 @@ def _attribution_text(join: JoinEntry) -> str:
     text = f"**{join.kind.value}**: {KIND_TEXT.get(join.kind, join.kind.value)}."
     if join.kind is AttributionKind.AMBIGUOUS:
         candidates = ", ".join(f"`{c}`" for c in join.candidates) or "none left to compare"
-        text += f"\nCandidates: {candidates}.\nNo staff member is credited on a guess."
+        text += f"\nCandidates: {candidates}."
+        if join.settlement is None:
+            text += "\nNo staff member is credited on a guess (`/settle_join` once you know)."
+    if (settled := join.settlement) is not None:
+        text += (
+            f"\n**Settled by hand** by {md(settled.settled_by_name, 40)} (<@{settled.settled_by}>) "
+            f"{when(settled.timestamp, 'R')} (LSN {settled.lsn}): {md(settled.reason, 300)}"
+        )
     return text
 
 
@@ -164,7 +177,30 @@ def log_line(entry: JoinEntry) -> str:
     staff = f" · staff {md(entry.staff_username, 40)}" if entry.staff_id else ""
     who = "[erased]" if entry.erased else f"{md(entry.username, 40)} (`{entry.user_id}`)"
     code = _code(entry.invite_code)
-    return f"`#{entry.lsn}` {when_short(entry.timestamp)} {who} · {code}{staff} · {entry.kind.value}"
+    kind = entry.kind.value + (", settled" if entry.settlement is not None else "")
+    return f"`#{entry.lsn}` {when_short(entry.timestamp)} {who} · {code}{staff} · {kind}"
+
+
+# --- /settle_join -----------------------------------------------------------------------------------
+
+
+def settled_text(settled: Settled) -> str:
+    record, join = settled.record, settled.join
+    staff = f"<@{record.staff_id}>"
+    if record.staff_username:
+        staff = f"{md(record.staff_username)} ({staff})"
+    text = (
+        f"Settled: the join of <@{record.user_id}> on {when(join.timestamp)} (LSN {join.lsn}, recorded "
+        f"{join.kind.value}) used `{record.invite_code}` and is credited to {staff}. On disk in the log "
+        f"(LSN {settled.lsn}); lookups, logs, exports and counts show it from now on."
+    )
+    if join.settlement is not None:
+        before = join.settlement
+        text += (
+            f" It replaces the settlement by {md(before.settled_by_name, 40)} {when(before.timestamp, 'R')} "
+            f"(LSN {before.lsn}, `{join.invite_code}`), which stays on record."
+        )
+    return text
 
 
 def when_short(moment: datetime) -> str:

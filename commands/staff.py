@@ -1,5 +1,6 @@
 """The staff slash commands' handlers: `/lookup_user_invite`, `/view_invite_logs` (with page buttons),
-`/export_invite_logs`, `/sync_member_invites`, `/staff_ib set|show|remove`, `/ledger_status`.
+`/export_invite_logs`, `/sync_member_invites`, `/staff_ib set|show|remove`, `/settle_join`,
+`/erase_user_data`, `/ledger_status`.
 
 Every answer is ephemeral and deferred first, so a slow query never loses the interaction (Discord forgets
 one not acknowledged within 3 s). Discord shows the commands only to members with Manage Server
@@ -45,6 +46,7 @@ from commands.ports import DiscordPort, LedgerPort
 from service.gateway import FetchError, RateLimited
 from service.logs import log_event
 from service.queries import LedgerBehind
+from service.settle import SettleRefused, SettleRequest
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ class StaffCommands:
             return
         try:
             reply = await answer(ctx, self._check(ctx))
-        except (BadInput, Refused) as exc:
+        except (BadInput, Refused, SettleRefused) as exc:
             reply = Reply(content=f"⚠️ {exc}")
         except LedgerBehind:
             reply = Reply(content="The ledger is still applying the latest records; try again shortly.")
@@ -328,6 +330,27 @@ class StaffCommands:
             content=f"Removed the IB profile of {render.md(staff.username)} (<@{staff.id}>) (LSN {lsn}). "
             "Their earlier joins stay credited to them, without an IB link."
         )
+
+    # --- /settle_join --------------------------------------------------------------------------------
+
+    async def settle_join(self, ctx: SlashContext) -> None:
+        await self._answer(ctx, "settle_join", self._settle)
+
+    async def _settle(self, ctx: SlashContext, guild_id: str) -> Reply:
+        user = ctx.kwargs.get("user")
+        if user is None:
+            raise BadInput("Choose the member whose join to settle (someone who has left can be chosen too).")
+        lsn = ctx.kwargs.get("join_lsn")
+        request = SettleRequest(
+            guild_id=guild_id,
+            user_id=str(user.id),
+            invite_code=options.invite_code(str(ctx.kwargs.get("invite_code", ""))),
+            settled_by=str(ctx.author.id),
+            settled_by_name=ctx.author.username,
+            reason=str(ctx.kwargs.get("reason", "")),
+            join_lsn=None if lsn is None else int(lsn),
+        )
+        return Reply(content=render.settled_text(await self.ledger.settle_join(request)))
 
     # --- /erase_user_data ----------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from service.records import (
     StaffIbSet,
     UserErased,
 )
+from service.settle import Settled, SettleRequest, settlement
 from wal import RecoveryReport, WalWriteError, WalWriter
 from wal.segment import parse_segment_name
 
@@ -191,6 +192,15 @@ class Ledger:
 
     async def erase_user(self, guild_id: str, user_id: str, requested_by: str) -> int:
         return await self.append(UserErased(_now(), guild_id, user_id, requested_by))
+
+    async def settle_join(self, request: SettleRequest) -> Settled:
+        """Settle by hand which invite a join used (`service.settle`'s rules, against everything durable
+        now); raises `SettleRefused` with the reason for staff. Returns once the settlement is durable."""
+        durable = self.writer.durable.value
+        found = await self.queries.lookup_user(request.guild_id, request.user_id, min_lsn=durable)
+        owner = await self.queries.invite_owner(request.guild_id, request.invite_code, min_lsn=durable)
+        record, join = settlement(request, found, owner, _now())
+        return Settled(await self.append(record), record, join)
 
     # --- read side (each waits until everything durable now is applied) ------------------------------
 

@@ -120,6 +120,11 @@ class LedgerQueries:
         """Stream an export into `path` in a worker thread; returns the number of rows."""
         return await self._run(export_to_file, path, guild_id=guild_id, fmt=fmt, since=since, until=until)
 
+    async def invite_owner(
+        self, guild_id: str, code: str, *, min_lsn: int = 0
+    ) -> tuple[str, str | None] | None:
+        return await self._run(projection.invite_owner, guild_id, code, min_lsn=min_lsn)
+
     async def staff_profile(self, guild_id: str, staff_id: str | None = None, *, min_lsn: int = 0) -> Any:
         return await self._run(projection.staff_profile, guild_id, staff_id, min_lsn=min_lsn)
 

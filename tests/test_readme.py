@@ -345,6 +345,20 @@ def test_slash_commands_in_the_readme_exist() -> None:
         assert key in defined or subs, f"`{text}`: no slash command /{name} in commands/definitions.py"
         assert key in defined, f"`{text}`: /{name} needs one of its subcommands: {', '.join(subs)}"
         declared = defined[key]
+        # A text option's value may have spaces (`reason:showed the link`): the words after it are its.
+        joined: list[str] = []
+        for w in words:
+            option = w.split(":", 1)[0] if re.match(r"\w+:", w) else None
+            after_text = (
+                joined
+                and declared.get(joined[-1].split(":", 1)[0]) is not None
+                and (declared[joined[-1].split(":", 1)[0]].type == OptionType.STRING)
+            )
+            if option is None and after_text and not w.startswith("@"):
+                joined[-1] += f" {w}"
+            else:
+                joined.append(w)
+        words = joined
         given = dict(w.split(":", 1) for w in words if re.match(r"\w+:", w))
         for option, value in given.items():
             assert option in declared, f"`{text}`: {key} has no option {option} (only {', '.join(declared)})"

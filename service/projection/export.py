@@ -19,9 +19,10 @@ CSV decisions:
 - RFC 4180 as the `csv` module's "excel" dialect writes it: a cell is quoted when it holds a quote, comma,
   CR or LF (QUOTE_MINIMAL), quotes are doubled, rows end in CRLF; newlines in a name survive in quotes.
 
-Times are ISO-8601 UTC strings with offset, as in the log; candidates and flags are JSON arrays in both
-formats (a CSV cell holds the array's JSON text). Erased users' rows are exported as the
-projection holds them: empty user id and account age, names `[erased]`.
+`settled_lsn` is the LSN of the settlement by hand (`/settle_join`) behind the row's invite and staff
+member, empty when the bot's own verdict stands. Times are ISO-8601 UTC strings with offset, as in the log;
+candidates and flags are JSON arrays in both formats (a CSV cell holds the array's JSON text). Erased
+users' rows are exported as the projection holds them: empty user id and account age, names `[erased]`.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ COLUMNS = (
     "flags",
     "account_created_at",
     "lsn",
+    "settled_lsn",
 )
 
 #: Export column -> the SQL for its raw value (ids as the text written, see `ids`).
@@ -76,8 +78,9 @@ _VALUE_SQL: dict[str, str] = {
     "flags": "flags",
     "account_created_at": f"(CASE WHEN account_created_us NOT NULL THEN {iso_sql('account_created_us')} END)",
     "lsn": "lsn",
+    "settled_lsn": "settled_lsn",
 }
-_INTEGER_COLUMNS = frozenset({"uses_before", "uses_after", "lsn"})
+_INTEGER_COLUMNS = frozenset({"uses_before", "uses_after", "lsn", "settled_lsn"})
 _ID_COLUMNS = frozenset({"user_id", "staff_id", "guild_id"})  # named as the joins columns
 _JSON_COLUMNS = frozenset({"candidates", "flags"})  # stored as JSON text; JSONL embeds them as arrays
 

@@ -30,12 +30,14 @@ __all__ = [
     "MemberEvent",
     "MemberState",
     "ProjectionStats",
+    "Settlement",
     "StaffPeriodCount",
     "StaffProfile",
     "UserLookup",
     "applied_lsn",
     "dump_tables",
     "invite_comparison",
+    "invite_owner",
     "join_logs",
     "lookup_user",
     "projection_digest",
@@ -67,6 +69,19 @@ class JoinEntry:
     account_created_at: datetime | None
     decided_at: datetime | None
     erased: bool
+    settlement: Settlement | None = None  # the settlement in force, if staff settled the invite by hand
+
+
+@attrs.frozen
+class Settlement:
+    """Who settled a join's invite by hand, when and why (`JoinSettled`); the join's invite_code, staff_id and
+    staff_username are then the settlement's."""
+
+    lsn: int
+    timestamp: datetime
+    settled_by: str
+    settled_by_name: str
+    reason: str
 
 
 @attrs.frozen
@@ -192,7 +207,7 @@ class ProjectionStats:
 _JOIN_COLUMNS = (
     "lsn, timestamp_us, CAST(guild_id AS TEXT), guild_name, CAST(user_id AS TEXT), username, display_name, "
     "kind, invite_code, CAST(staff_id AS TEXT), staff_username, uses_before, uses_after, candidates, flags, "
-    "account_created_us, decided_us, erased_lsn"
+    "account_created_us, decided_us, erased_lsn, settled_lsn"
 )
 
 
@@ -202,7 +217,22 @@ def _rows(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> list[t
     return rows
 
 
-def _join_entry(row: tuple[Any, ...]) -> JoinEntry:
+def _join_entries(conn: apsw.Connection, rows: Sequence[tuple[Any, ...]]) -> list[JoinEntry]:
+    """`JoinEntry`s of rows read with `_JOIN_COLUMNS`, their settlements looked up in one query."""
+    settled = [row[18] for row in rows if row[18] is not None]
+    found: dict[int, Settlement] = {}
+    if settled:
+        marks = ", ".join("?" * len(settled))
+        sql = (
+            "SELECT lsn, timestamp_us, settled_by, settled_by_name, reason FROM settlements "
+            f"WHERE lsn IN ({marks})"
+        )
+        for lsn, at, by, by_name, reason in conn.execute(sql, settled):
+            found[lsn] = Settlement(lsn, from_us(at), by, by_name, reason)
+    return [_join_entry(row, found.get(row[18])) for row in rows]
+
+
+def _join_entry(row: tuple[Any, ...], settlement: Settlement | None = None) -> JoinEntry:
     return JoinEntry(
         lsn=row[0],
         timestamp=from_us(row[1]),
@@ -222,6 +252,7 @@ def _join_entry(row: tuple[Any, ...]) -> JoinEntry:
         account_created_at=None if row[15] is None else from_us(row[15]),
         decided_at=None if row[16] is None else from_us(row[16]),
         erased=row[17] is not None,
+        settlement=settlement,
     )
 
 
@@ -238,14 +269,15 @@ def lookup_user(
     """A member's latest join, full join/leave history, and the credited staff member's current IB profile."""
     stored = (id_param(guild_id), id_param(user_id))  # as joins, leaves and members hold them
     with conn:
-        joins = [
-            _join_entry(row)
-            for row in conn.execute(
+        joins = _join_entries(
+            conn,
+            _rows(
+                conn,
                 f"SELECT {_JOIN_COLUMNS} FROM joins WHERE guild_id = ? AND user_id = ? "
                 "ORDER BY timestamp_us, lsn",
                 stored,
-            )
-        ]
+            ),
+        )
         leaves = _rows(
             conn,
             "SELECT lsn, timestamp_us FROM leaves WHERE guild_id = ? AND user_id = ?",
@@ -343,7 +375,7 @@ def join_logs(
     )
     with conn:
         rows = conn.execute(sql, (*params, limit + 1)).fetchall()
-    entries = tuple(_join_entry(row) for row in rows[:limit])
+        entries = tuple(_join_entries(conn, rows[:limit]))
     next_cursor = None
     if len(rows) > limit:
         last = entries[-1]
@@ -405,6 +437,25 @@ def invite_comparison(
         return (rank, -abs(row.delta or 0), row.code)
 
     return tuple(sorted(rows, key=order))
+
+
+def invite_owner(conn: apsw.Connection, guild_id: str, code: str) -> tuple[str, str | None] | None:
+    """Who owns invite `code` of a guild, as the ledger knows it: the inviter in the latest invite snapshot,
+    else the staff member credited on the code's latest join that credits someone (a code deleted since).
+    None when the ledger knows no owner."""
+    with conn:
+        row = conn.execute(
+            "SELECT inviter_id, inviter_name FROM snapshot_invites WHERE guild_id = ? AND code = ? "
+            "AND inviter_id IS NOT NULL",
+            (guild_id, code),
+        ).fetchone()
+        if row is None:
+            row = conn.execute(
+                "SELECT CAST(staff_id AS TEXT), staff_username FROM joins WHERE guild_id = ? "
+                "AND invite_code = ? AND staff_id IS NOT NULL ORDER BY timestamp_us DESC, lsn DESC LIMIT 1",
+                (id_param(guild_id), code),
+            ).fetchone()
+    return None if row is None else (str(row[0]), row[1])
 
 
 # The UTC day of a *_us column as SQLite date text; the floor keeps times before 1970 on their own day.

@@ -16,7 +16,16 @@ import attrs
 
 from service import projection
 from service.projection.queries import InviteComparison, JoinPage, UserLookup
-from service.records import AttributionKind, JoinFlag, JoinRecorded, Record, StaffIbRemoved, StaffIbSet
+from service.records import (
+    AttributionKind,
+    JoinFlag,
+    JoinRecorded,
+    Record,
+    StaffIbRemoved,
+    StaffIbSet,
+    UserErased,
+)
+from service.settle import Settled, SettleRequest, settlement
 
 GUILD = "111222333444555666"
 SEGMENT = "00000000000000000001.wal"
@@ -98,6 +107,17 @@ class ProjectionLedger:
         if projection.staff_profile(self.conn, guild_id, staff_id) is None:
             return None
         return self.append(StaffIbRemoved(datetime.now(UTC), guild_id, staff_id, removed_by))[0]
+
+    async def erase_user(self, guild_id: str, user_id: str, requested_by: str) -> int:
+        self._enter("erase_user", guild_id, user_id)
+        return self.append(UserErased(datetime.now(UTC), guild_id, user_id, requested_by))[0]
+
+    async def settle_join(self, request: SettleRequest) -> Settled:
+        self._enter("settle_join", request)
+        found = projection.lookup_user(self.conn, request.guild_id, request.user_id)
+        owner = projection.invite_owner(self.conn, request.guild_id, request.invite_code)
+        record, settled = settlement(request, found, owner, datetime.now(UTC))
+        return Settled(self.append(record)[0], record, settled)
 
     async def export(
         self,

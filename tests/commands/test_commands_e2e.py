@@ -89,6 +89,7 @@ async def test_commands_are_synced_guild_only_for_manage_server(world: World) ->
         "export_invite_logs",
         "ledger_status",
         "lookup_user_invite",
+        "settle_join",
         "staff_ib",
         "sync_member_invites",
     ]
@@ -97,6 +98,9 @@ async def test_commands_are_synced_guild_only_for_manage_server(world: World) ->
         assert command["default_member_permissions"] == str(int(Permissions.MANAGE_GUILD))
         assert command["contexts"] == [0]  # guild only, never in DMs
     assert [o["name"] for o in synced["staff_ib"]["options"]] == ["set", "show", "remove"]
+    settle = {o["name"]: o for o in synced["settle_join"]["options"]}
+    assert [name for name, o in settle.items() if o.get("required")] == ["user", "invite_code", "reason"]
+    assert settle["join_lsn"]["type"] == 4 and settle["join_lsn"]["min_value"] == 1  # INTEGER, from 1
 
 
 async def test_lookup_gives_the_brief_answer_for_a_member_someone_who_left_and_a_stranger(

@@ -57,7 +57,7 @@ def test_an_ambiguous_join_lists_candidates_and_credits_nobody() -> None:
     got = fields(render.lookup_embed(run(ledger.lookup_user(GUILD, JOHN))))
     assert got["👨‍💼 Referring Staff Member"] == "No staff member is credited (ambiguous)."
     assert "Candidates: `abc`, `def`." in got["🧭 Attribution"]
-    assert "No staff member is credited on a guess." in got["🧭 Attribution"]
+    assert "No staff member is credited on a guess (`/settle_join` once you know)." in got["🧭 Attribution"]
     assert "Invite Code: none" in got["🔗 Invite Details"]
 
 

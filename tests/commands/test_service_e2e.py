@@ -202,6 +202,58 @@ async def test_a_429_on_the_invites_route_is_waited_out(bot: Bot) -> None:
     assert "Invite Code: `abc123XYZ`" in got["🔗 Invite Details"]  # decided once the wait was over
 
 
+async def test_an_ambiguous_join_settled_by_hand_credits_the_staff_member_everywhere(bot: Bot) -> None:
+    sim = bot.sim
+    hank = sim.add_user("HelperHank")
+    sim.add_member(bot.guild, hank, permissions=STAFF_PERMS)
+    sim.create_invite(bot.guild, hank, code="hank42")
+    await anyio.sleep(0.3)  # the INVITE_CREATE is in
+    # Two members join at the same moment through different invites: one fetch counts both uses, so
+    # neither join can be told apart. The bot credits nobody and lists both codes.
+    amy, ben = sim.add_user("amy_fx"), sim.add_user("ben_fx")
+    sim.join(bot.guild, amy, via="abc123XYZ")
+    sim.join(bot.guild, ben, via="hank42")
+    got = await bot.recorded(amy)
+    assert got["🧭 Attribution"].startswith(f"**{AttributionKind.AMBIGUOUS.value}**")
+    assert "No staff member is credited" in got["👨‍💼 Referring Staff Member"]
+
+    # Amy shows staff the link she used. A code the counts rule out is refused, and changes nothing.
+    refused = await bot.run("settle_join", {"user": amy, "invite_code": "zzz999", "reason": "she said so"})
+    assert "allow only `abc123XYZ`, `hank42`" in (refused.content or "")
+    settled = await bot.run(
+        "settle_join",
+        {
+            "user": amy,
+            "invite_code": "https://discord.gg/abc123XYZ",
+            "reason": "screenshot of the link in her DMs",
+        },
+    )
+    assert "Settled: the join of" in (settled.content or "")
+    assert f"credited to TravisP (<@{bot.travis.id}>)" in (settled.content or "")
+    got = await bot.recorded(amy)
+    assert f"Staff: TravisP (<@{bot.travis.id}>)" in got["👨‍💼 Referring Staff Member"]
+    assert "**Settled by hand** by admin" in got["🧭 Attribution"]
+    assert "screenshot of the link in her DMs" in got["🧭 Attribution"]
+    assert got["🧭 Attribution"].startswith(f"**{AttributionKind.AMBIGUOUS.value}**")  # the bot's verdict
+
+    export = await bot.run("export_invite_logs")
+    rows = {r["user_id"]: r for r in csv.DictReader(io.StringIO(export.files[0].data.decode("utf-8-sig")))}
+    assert (rows[str(amy.id)]["invite_code"], rows[str(amy.id)]["staff_id"]) == (
+        "abc123XYZ",
+        str(bot.travis.id),
+    )
+    assert rows[str(ben.id)]["staff_id"] == ""  # still ambiguous
+    synced = await bot.run("sync_member_invites")
+    assert "`abc123XYZ` (TravisP): Discord **1**, ledger **1**" in synced.embeds[0]["description"]
+
+    # A join the bot credited itself is not anyone's to settle.
+    carl = sim.add_user("carl_fx")
+    sim.join(bot.guild, carl, via="abc123XYZ")
+    await bot.recorded(carl)
+    refused = await bot.run("settle_join", {"user": carl, "invite_code": "hank42", "reason": "he says so"})
+    assert "as **exact**: decided by the invite counts" in (refused.content or "")
+
+
 async def test_erase_user_data_blanks_names_and_keeps_counts(bot: Bot) -> None:
     sim = bot.sim
     jane = sim.add_user("jane_private")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -310,6 +311,17 @@ class ApplierMachine(RuleBasedStateMachine):
     @rule(new=st.lists(records, min_size=1, max_size=6))
     def log_grows(self, new: list[Record]) -> None:
         self.log.extend(new)
+
+    @precondition(lambda self: any(type(r) is JoinRecorded for r in self.log))
+    @rule(data=st.data())
+    def staff_settle_a_join_of_the_log(self, data: st.DataObject) -> None:
+        # Random settlements seldom name a join of their guild: this one does (of any kind, so the kinds
+        # a settlement must leave alone are tried too).
+        lsn = data.draw(st.sampled_from([n for n, r in enumerate(self.log, 1) if type(r) is JoinRecorded]))
+        joined = self.log[lsn - 1]
+        assert isinstance(joined, JoinRecorded)
+        settled = data.draw(settlements, label="settlement")
+        self.log.append(attrs.evolve(settled, join_lsn=lsn, guild_id=joined.guild_id, user_id=joined.user_id))
 
     @precondition(lambda self: self.applied < len(self.log))
     @rule(data=st.data())
