@@ -1,4 +1,5 @@
-"""The optional join-log channel: one line per join, posted once the join is durable.
+"""The optional join-log channel: one line per join, posted once the join is durable (and one per
+settlement by hand, `/settle_join`).
 
 It reads `Durable` items from the attribution actor's memory stream (`durable_out`), which the actor fills
 with `send_nowait` and skips when full, so a slow channel (Discord allows about five messages per five
@@ -19,7 +20,7 @@ from commands.ports import DiscordPort
 from commands.render import md
 from service.attribution_actor import Durable
 from service.logs import log_event
-from service.records import CREDITING_KINDS, AttributionKind, JoinRecorded
+from service.records import CREDITING_KINDS, AttributionKind, JoinRecorded, JoinSettled, Record
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,23 @@ def join_line(lsn: int, join: JoinRecorded) -> str:
     return f"📥 {who} {how} · {join.kind.value}{flags} · LSN {lsn}"
 
 
+def settled_line(lsn: int, settled: JoinSettled) -> str:
+    """A settlement by hand, announced like a join; not its reason, which may say things about people."""
+    staff = f" (staff {md(settled.staff_username, 40)})" if settled.staff_username else ""
+    return (
+        f"⚖️ The join of <@{settled.user_id}> (LSN {settled.join_lsn}) was settled by "
+        f"{md(settled.settled_by_name, 40)}: code `{settled.invite_code}`{staff} · LSN {lsn}"
+    )
+
+
+def announcement(lsn: int, record: Record) -> str | None:
+    if isinstance(record, JoinRecorded):
+        return join_line(lsn, record)
+    if isinstance(record, JoinSettled):
+        return settled_line(lsn, record)
+    return None
+
+
 @attrs.define(eq=False)
 class JoinLogPoster:
     discord: DiscordPort
@@ -62,7 +80,7 @@ class JoinLogPoster:
                         batch.append(self.durable.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                lines = [join_line(d.lsn, d.record) for d in batch if isinstance(d.record, JoinRecorded)]
+                lines = [line for d in batch if (line := announcement(d.lsn, d.record)) is not None]
                 if not lines:
                     continue
                 await self._post(lines)

@@ -92,6 +92,7 @@ class Service:
             restored=restored,
         )
         actor.metrics = metrics
+        ledger.announce = actor.publish  # settlements by hand reach the join-log channel like joins
         readiness = Readiness(gauge=metrics.ready)
         return cls(config, gateway, ledger, actor, metrics, readiness, front)
 

@@ -314,7 +314,7 @@ class AttributionActor:
                     )
             for lsn, record in zip(lsns, batch, strict=True):
                 if lsn:
-                    self._publish(Durable(lsn, record))
+                    self.publish(Durable(lsn, record))
             batch = [record for lsn, record in zip(lsns, batch, strict=True) if not lsn]
             if not batch:
                 return
@@ -325,7 +325,7 @@ class AttributionActor:
                 raise
             delay = min(delay * 2, 5.0)
 
-    def _publish(self, durable: Durable) -> None:
+    def publish(self, durable: Durable) -> None:
         # Never let a slow consumer (a join-log channel under Discord's rate limits) hold up joins: the
         # record is already safe; only its announcement is skipped, and counted.
         if self.durable_out is None:

@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -28,6 +28,7 @@ from anyio.abc import TaskStatus
 
 from service import convert
 from service.applier import Applier
+from service.attribution_actor import Durable
 from service.backup.shipper import BackupShipper, TargetStatus
 from service.config import Config
 from service.metrics import ServiceMetrics
@@ -90,6 +91,9 @@ class Ledger:
     shipper: BackupShipper | None
     metrics: ServiceMetrics
     recovery_line: str | None = None
+    #: Where a settlement by hand is announced once durable, as the joins are (the join-log channel);
+    #: `Service.build` points it at the attribution actor's publisher.
+    announce: Callable[[Durable], None] | None = None
     _segment_firsts: list[int] = attrs.field(factory=list)
     _segment_names: list[str] = attrs.field(factory=list)
 
@@ -200,7 +204,10 @@ class Ledger:
         found = await self.queries.lookup_user(request.guild_id, request.user_id, min_lsn=durable)
         owner = await self.queries.invite_owner(request.guild_id, request.invite_code, min_lsn=durable)
         record, join = settlement(request, found, owner, _now())
-        return Settled(await self.append(record), record, join)
+        settled = Settled(await self.append(record), record, join)
+        if self.announce is not None:
+            self.announce(Durable(settled.lsn, record))
+        return settled
 
     # --- read side (each waits until everything durable now is applied) ------------------------------
 

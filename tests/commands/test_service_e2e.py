@@ -245,6 +245,10 @@ async def test_an_ambiguous_join_settled_by_hand_credits_the_staff_member_everyw
     assert rows[str(ben.id)]["staff_id"] == ""  # still ambiguous
     synced = await bot.run("sync_member_invites")
     assert "`abc123XYZ` (TravisP): Discord **1**, ledger **1**" in synced.embeds[0]["description"]
+    channel = bot.guild.channel_named("join-log")  # announced like the joins, without the reason
+    message = await sim.wait_channel_message(channel, lambda m: "was settled by" in m.content, timeout=5)
+    assert f"<@{amy.id}>" in message.content and "code `abc123XYZ` (staff TravisP)" in message.content
+    assert "screenshot" not in message.content
 
     # A join the bot credited itself is not anyone's to settle.
     carl = sim.add_user("carl_fx")
