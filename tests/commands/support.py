@@ -10,14 +10,48 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.abc
 from interactions.api.http.route import Route
 
+from service.app import Service
+from service.attribution.config import AttributionConfig
+from service.attribution_actor import Durable
+from service.config import load_config
 from service.discord_adapter import Backoff, DiscordAdapter
 from service.events import Event
 from sim import SimServer
+
+#: Attribution timing for the simulator on 127.0.0.1 (its gateway events arrive within milliseconds).
+FAST = AttributionConfig(
+    gateway_latency=timedelta(milliseconds=50),
+    clock_skew=timedelta(milliseconds=50),
+    min_fetch_gap=timedelta(milliseconds=1),
+    max_join_wait=timedelta(seconds=5),
+)
+
+
+def service_behind_client(
+    sim: SimServer,
+    data_dir: Path,
+    durable_out: anyio.abc.ObjectSendStream[Durable],
+    core: AttributionConfig = FAST,
+) -> tuple[Service, DiscordAdapter]:
+    """The real service with the real client as its gateway, configured for `sim` (not started)."""
+    env = {
+        "INVITE_LEDGER_DATA_DIR": str(data_dir),
+        "DISCORD_TOKEN": sim.token,
+        "INVITE_LEDGER_DISCORD_API_BASE": sim.base_url,
+    }
+    config = load_config(None, env)
+    adapter = DiscordAdapter.from_config(config, backoff=Backoff(initial_s=0.05, max_s=0.2))
+    service = Service.build(config, adapter, front=adapter.run, core=core, durable_out=durable_out)
+    return service, adapter
+
 
 E = TypeVar("E")
 

@@ -22,24 +22,17 @@ import attrs
 import pytest
 
 from service.app import Service
-from service.attribution.config import AttributionConfig
 from service.attribution_actor import Durable
-from service.config import load_config
-from service.discord_adapter import Backoff, DiscordAdapter
 from service.records import AttributionKind, JoinRecorded
 from sim import SimServer, SimUser
+from tests.commands.support import FAST, service_behind_client
 
 pytestmark = pytest.mark.anyio
 
 GUILDS = 60
-CORE = AttributionConfig(
-    gateway_latency=timedelta(milliseconds=50),
-    clock_skew=timedelta(milliseconds=50),
-    min_fetch_gap=timedelta(milliseconds=1),
-    # Fetches queue behind the global limit for seconds: long enough that no join is decided before the
-    # fetch that counts it is answered (a join decided on time-out would be ambiguous, not wrong).
-    max_join_wait=timedelta(seconds=30),
-)
+# Fetches queue behind the global limit for seconds: long enough that no join is decided before the
+# fetch that counts it is answered (a join decided on time-out would be ambiguous, not wrong).
+CORE = attrs.evolve(FAST, max_join_wait=timedelta(seconds=30))
 
 
 @attrs.frozen
@@ -84,15 +77,8 @@ async def fleet(sim: SimServer, tmp_path: Path) -> AsyncIterator[Fleet]:
             sim.create_invite(guild, member, code=f"g{g}s{s}")
         s = rng.randrange(2)
         plan.append(Planned(str(guild.id), sim.add_user(f"joiner{g}"), f"g{g}s{s}", str(staff[s].id)))
-    env = {
-        "INVITE_LEDGER_DATA_DIR": str(tmp_path / "data"),
-        "DISCORD_TOKEN": sim.token,
-        "INVITE_LEDGER_DISCORD_API_BASE": sim.base_url,
-    }
-    config = load_config(None, env)
-    adapter = DiscordAdapter.from_config(config, backoff=Backoff(initial_s=0.05, max_s=0.2))
     durable_send, durable_receive = anyio.create_memory_object_stream[Durable](4 * GUILDS)
-    service = Service.build(config, adapter, front=adapter.run, core=CORE, durable_out=durable_send)
+    service, _ = service_behind_client(sim, tmp_path / "data", durable_send, core=CORE)
 
     def snapshots() -> int:
         return sum(1 for r in sim.rest.requests if r.path.endswith("/invites") and r.status == 200)

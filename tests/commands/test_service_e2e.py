@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +23,16 @@ from interactions import Permissions
 
 from commands import JoinLogPoster, StaffCommands, register
 from service.app import Service
-from service.attribution.config import AttributionConfig
 from service.attribution_actor import Durable
-from service.config import load_config
-from service.discord_adapter import Backoff, DiscordAdapter
+from service.discord_adapter import DiscordAdapter
 from service.health import DISCORD
 from service.records import AttributionKind
 from sim import Answer, SimGuild, SimServer, SimUser
+from tests.commands.support import service_behind_client
 
 pytestmark = pytest.mark.anyio
 
 STAFF_PERMS = int(Permissions.MANAGE_GUILD | Permissions.VIEW_CHANNEL | Permissions.SEND_MESSAGES)
-FAST = AttributionConfig(
-    gateway_latency=timedelta(milliseconds=50),
-    clock_skew=timedelta(milliseconds=50),
-    min_fetch_gap=timedelta(milliseconds=1),
-    max_join_wait=timedelta(seconds=5),
-)
 
 
 @attrs.define
@@ -82,15 +74,8 @@ async def bot(sim: SimServer, tmp_path: Path) -> AsyncIterator[Bot]:
     sim.add_member(guild, admin, permissions=STAFF_PERMS)
     sim.add_member(guild, travis, permissions=STAFF_PERMS)
     sim.create_invite(guild, travis, code="abc123XYZ")
-    env = {
-        "INVITE_LEDGER_DATA_DIR": str(tmp_path / "data"),
-        "DISCORD_TOKEN": sim.token,
-        "INVITE_LEDGER_DISCORD_API_BASE": sim.base_url,
-    }
-    config = load_config(None, env)
-    adapter = DiscordAdapter.from_config(config, backoff=Backoff(initial_s=0.05, max_s=0.2))
     durable_send, durable_receive = anyio.create_memory_object_stream[Durable](256)
-    service = Service.build(config, adapter, front=adapter.run, core=FAST, durable_out=durable_send)
+    service, adapter = service_behind_client(sim, tmp_path / "data", durable_send)
     adapter.on_ready = lambda: service.readiness.mark_ready(DISCORD)
     adapter.on_disconnect = lambda: service.readiness.mark_not_ready(DISCORD, "gateway disconnected")
     staff = register(adapter, service.ledger)
