@@ -40,6 +40,11 @@ CREDITING_KINDS = frozenset(
 )
 
 
+#: Kinds where the bot could not tell the invite and credited nobody, which staff may settle by hand
+#: (`JoinSettled`); never a kind the counts decided (a credited invite, the vanity URL, no change at all).
+SETTLEABLE_KINDS = frozenset({AttributionKind.AMBIGUOUS, AttributionKind.OFFLINE_UNKNOWN})
+
+
 class JoinFlag(enum.StrEnum):
     REJOIN = "rejoin"
     BOT = "bot"

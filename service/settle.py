@@ -23,9 +23,8 @@ from datetime import datetime
 
 import attrs
 
-from service.projection.apply import SETTLEABLE_KINDS
 from service.projection.queries import JoinEntry, UserLookup
-from service.records import JoinSettled
+from service.records import SETTLEABLE_KINDS, JoinSettled
 
 REASON_MAX = 300
 
@@ -61,7 +60,7 @@ def settlement(
 
     `found` is the user's lookup; `owner` is the invite's owner as the ledger knows it (None: unknown)."""
     join = _chosen_join(request, found)
-    if join.kind.value not in SETTLEABLE_KINDS:
+    if join.kind not in SETTLEABLE_KINDS:
         raise SettleRefused(
             f"The bot recorded this join (LSN {join.lsn}) as **{join.kind.value}**: decided by the invite "
             "counts, so there is nothing to settle. Only `ambiguous` and `offline_unknown` joins, which "

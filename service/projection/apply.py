@@ -40,6 +40,7 @@ from service.projection.ids import STORED_IDS, id_param, stored_id_sql
 from service.projection.schema import EPOCH, ERASED, ONE_US, to_us
 from service.projection.transaction import write_transaction
 from service.records import (
+    SETTLEABLE_KINDS,
     InviteSnapshotTaken,
     JoinFlag,
     JoinRecorded,
@@ -263,9 +264,7 @@ def _apply_erased(conn: apsw.Connection, lsn: int, r: UserErased) -> None:
     )
 
 
-#: The kinds a settlement may credit: those where the bot could not tell the invite (never one it credited,
-#: nor the vanity URL or "nothing changed", which the counts decided).
-SETTLEABLE_KINDS = ("ambiguous", "offline_unknown")
+_SETTLEABLE_SQL = "(" + ", ".join(sorted(f"'{kind.value}'" for kind in SETTLEABLE_KINDS)) + ")"
 
 
 def _apply_settled(conn: apsw.Connection, lsn: int, r: JoinSettled) -> None:
@@ -275,7 +274,7 @@ def _apply_settled(conn: apsw.Connection, lsn: int, r: JoinSettled) -> None:
     # applier, which has only the earlier ones.
     conn.execute(
         "UPDATE joins SET invite_code = ?, staff_id = ?, staff_username = ?, settled_lsn = ? "
-        f"WHERE lsn = ? AND lsn < ? AND guild_id = ? AND kind IN {SETTLEABLE_KINDS}",
+        f"WHERE lsn = ? AND lsn < ? AND guild_id = ? AND kind IN {_SETTLEABLE_SQL}",
         (r.invite_code, STORED_IDS[r.staff_id], r.staff_username, lsn, r.join_lsn, lsn, id_param(r.guild_id)),
     )
     conn.execute(
