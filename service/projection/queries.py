@@ -200,6 +200,7 @@ class ProjectionStats:
     invite_snapshots: int
     snapshot_invites: int
     erasures: int
+    settlements: int  # by hand, corrections included
     joins_by_kind: Mapping[str, int]
 
 
@@ -554,6 +555,7 @@ def stats(conn: apsw.Connection) -> ProjectionStats:
             invite_snapshots=count("SELECT count(*) FROM invite_snapshots"),
             snapshot_invites=count("SELECT count(*) FROM snapshot_invites"),
             erasures=count("SELECT count(*) FROM erasures"),
+            settlements=count("SELECT count(*) FROM settlements"),
             joins_by_kind=by_kind,
         )
     return result

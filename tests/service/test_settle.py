@@ -87,6 +87,7 @@ def test_a_correction_replaces_the_settlement_in_force_and_both_stay_on_record(c
     entry = projection.join_logs(conn, G, user_id=U1).entries[-1]
     assert (entry.invite_code, entry.staff_id, entry.settlement.lsn) == ("alice1", ALICE, second)  # type: ignore[union-attr]
     assert conn.execute("SELECT count(*) FROM settlements WHERE join_lsn = 2").get == 2
+    assert projection.stats(conn).settlements == 2
 
 
 def test_the_latest_join_is_settled_when_no_lsn_is_given(conn):
