@@ -1,8 +1,9 @@
 """The demo: `make run` with no DISCORD_TOKEN runs the real bot against the local Discord simulator.
 
 It starts `sim/` on 127.0.0.1, points the bot at it, plays joins through several staff members' invites
-(with a vanity join, a burst and a rejoin), invokes the staff's slash commands as a staff member would, and
-prints the bot's answers and where the log, the database and the backups are.
+(with a vanity join, a burst, a rejoin, and two joins at the same moment that no count can tell apart),
+invokes the staff's slash commands as a staff member would (settling one of the pair by hand), and prints
+the bot's answers and where the log, the database and the backups are.
 """
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ async def ask(sim: SimServer, world: DemoWorld, say: Say, command: str, options:
     return answer
 
 
+async def joins_logged(service: Any, count: int) -> None:
+    with anyio.fail_after(60):
+        # Polled: joins are counted by a metric, and no event marks "the demo's joins are in".
+        while service.ledger.metrics.joins_logged() < count:  # noqa: ASYNC110
+            await anyio.sleep(0.1)
+
+
 async def run_demo(config: Config, *, pause_s: float = 1.5, say: Say = print) -> dict[str, Any]:
     """Play the demo once and return what it counted (for the test that runs it in CI)."""
     async with SimServer.running(host="127.0.0.1", port=0) as sim:
@@ -111,15 +119,33 @@ async def run_demo(config: Config, *, pause_s: float = 1.5, say: Say = print) ->
             for person in burst:
                 sim.join(world.guild, person, world.invites["TravisP"].code)
             expected_joins = sum(1 for _ in members) - 1 + len(burst)  # the leave is not a join
-            with anyio.fail_after(60):
-                # Polled: joins are counted by a metric, and no event marks "the demo's joins are in".
-                while service.ledger.metrics.joins_logged() < expected_joins:  # noqa: ASYNC110
-                    await anyio.sleep(0.1)
+            await joins_logged(service, expected_joins)
+            # Then two joins through different invites at the same moment (after the burst is recorded:
+            # sharing its fetch, they would make the burst's joins ambiguous too).
+            twins = [sim.add_user(name) for name in ("twin_a", "twin_b")]
+            travis_code, maya_code = world.invites["TravisP"].code, world.invites["MayaK"].code
+            say(f"  sim: twin_a and twin_b join at the same moment, through {travis_code} and {maya_code}")
+            sim.join(world.guild, twins[0], travis_code)
+            sim.join(world.guild, twins[1], maya_code)
+            expected_joins += len(twins)
+            await joins_logged(service, expected_joins)
             john = next(m.user for m in members if m.user.username == "john_doe")
             await ask(sim, world, say, "lookup_user_invite", {"user": john})
             await ask(sim, world, say, "view_invite_logs", {})
             await ask(sim, world, say, "export_invite_logs", {"format": "csv"})
             await ask(sim, world, say, "sync_member_invites", {})
+            # One fetch counted both twins' uses: the bot credits neither. Staff learn which link twin_a
+            # used and settle it, on record with the reason.
+            await ask(sim, world, say, "lookup_user_invite", {"user": twins[0]})
+            reason = "twin_a showed TravisP's link in their DMs"
+            await ask(
+                sim,
+                world,
+                say,
+                "settle_join",
+                {"user": twins[0], "invite_code": travis_code, "reason": reason},
+            )
+            await ask(sim, world, say, "lookup_user_invite", {"user": twins[0]})
             status = await ask(sim, world, say, "ledger_status", {})
             posted = [m.content for m in sim.channel_messages(world.join_log)]
             say(f"\njoin-log channel: {len(posted)} message(s)")
