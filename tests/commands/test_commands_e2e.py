@@ -22,7 +22,7 @@ from interactions import Permissions
 
 from commands import StaffCommands, register
 from service.discord_adapter import DiscordAdapter
-from service.records import MemberLeft, StaffIbSet
+from service.records import AttributionKind, MemberLeft, StaffIbSet
 from sim import Answer, SimGuild, SimInteraction, SimServer, SimUser
 from tests.commands.fakes import ProjectionLedger, join
 from tests.commands.support import running_adapter
@@ -143,6 +143,29 @@ async def test_a_member_without_manage_server_is_refused(world: World) -> None:
     set_ib = {"staff": world.member, "ib_link": "https://x.example/r", "ib_code": "X1"}
     refused = await world.run("staff_ib set", set_ib, by=world.member)
     assert "Manage Server" in (refused.content or "") and world.ledger.lsn == 1
+
+
+async def test_settle_join_picks_an_older_join_by_lsn_and_refuses_members_without_manage_server(
+    world: World,
+) -> None:
+    # John's first join (LSN 1) was credited; an older ambiguous join of his is LSN 2 here, the latest LSN 3.
+    john, gid, tid = str(world.john.id), world.gid, str(world.travis.id)
+    earlier = datetime(2025, 10, 1, tzinfo=UTC)
+    world.ledger.append(
+        join(john, "john_doe", code=None, staff=None, kind=AttributionKind.AMBIGUOUS, at=earlier,
+             candidates=("abc123XYZ", "maya2024"), guild_id=gid, uses=None),
+        join(john, "john_doe", staff=(tid, "TravisP"), guild_id=gid),
+    )  # fmt: skip
+    options = {"user": world.john, "invite_code": "abc123XYZ", "reason": "he showed the DM"}
+    refused = await world.run("settle_join", options, by=world.member)
+    assert "Manage Server" in (refused.content or "") and world.ledger.lsn == 3
+    latest = await world.run("settle_join", options)  # his latest join was credited by the bot
+    assert (latest.content or "").startswith("⚠️ The bot recorded this join (LSN 3) as **exact**")
+    settled = await world.run("settle_join", {**options, "join_lsn": 2})
+    assert "(LSN 2, recorded ambiguous) used `abc123XYZ`" in (settled.content or "")
+    assert f"credited to TravisP (<@{tid}>)" in (settled.content or "") and world.ledger.lsn == 4
+    again = await world.run("settle_join", {**options, "join_lsn": 2, "invite_code": "maya2024"})
+    assert "does not know who owns `maya2024`" in (again.content or "") and world.ledger.lsn == 4
 
 
 async def test_bad_input_gets_a_clear_message(world: World) -> None:
