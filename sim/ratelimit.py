@@ -35,6 +35,21 @@ class Decision:
         }
 
 
+def _spend(
+    windows: dict[str, tuple[float, int]], key: str, now: float, limit: int, window_s: float
+) -> tuple[bool, int, float]:
+    """Spend one request of `key`'s fixed window (started by its first request): whether it is allowed, the
+    requests used in the window, and the seconds until the window resets."""
+    start, used = windows.get(key, (now, 0))
+    if now - start >= window_s:
+        start, used = now, 0
+    allowed = used < limit
+    if allowed:
+        used += 1
+    windows[key] = (start, used)
+    return allowed, used, max(0.0, start + window_s - now)
+
+
 @attrs.define
 class RouteBudget:
     """`limit` requests per `window_s` seconds per key; `limit` 0 answers every request with a 429."""
@@ -47,15 +62,7 @@ class RouteBudget:
     rejected: int = 0
 
     def take(self, key: str) -> Decision:
-        now = self.clock()
-        start, used = self._windows.get(key, (now, 0))
-        if now - start >= self.window_s:
-            start, used = now, 0
-        reset_after = max(0.0, start + self.window_s - now)
-        allowed = used < self.limit
-        if allowed:
-            used += 1
-        self._windows[key] = (start, used)
+        allowed, used, reset_after = _spend(self._windows, key, self.clock(), self.limit, self.window_s)
         headers = {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(max(0, self.limit - used)),
@@ -82,20 +89,15 @@ class GlobalBudget:
     limit: int = DISCORD_GLOBAL_LIMIT
     window_s: float = 1.0
     clock: Callable[[], float] = time.monotonic
-    _window: tuple[float, int] = (-math.inf, 0)
+    _windows: dict[str, tuple[float, int]] = attrs.field(factory=dict)  # one: the token's
     rejected: int = 0
 
     def take(self) -> Decision | None:
         """None when the request may go on; else the 429 to answer it with."""
-        now = self.clock()
-        start, used = self._window
-        if now - start >= self.window_s:
-            start, used = now, 0
-        if used < self.limit:
-            self._window = (start, used + 1)
+        allowed, _, reset_after = _spend(self._windows, "", self.clock(), self.limit, self.window_s)
+        if allowed:
             return None
         self.rejected += 1
-        reset_after = max(0.0, start + self.window_s - now)
         headers = {
             "Retry-After": str(max(1, math.ceil(reset_after))),
             "X-RateLimit-Global": "true",

@@ -233,7 +233,7 @@ def _join_entries(conn: apsw.Connection, rows: Sequence[tuple[Any, ...]]) -> lis
     return [_join_entry(row, found.get(row[18])) for row in rows]
 
 
-def _join_entry(row: tuple[Any, ...], settlement: Settlement | None = None) -> JoinEntry:
+def _join_entry(row: tuple[Any, ...], settlement: Settlement | None) -> JoinEntry:
     return JoinEntry(
         lsn=row[0],
         timestamp=from_us(row[1]),
